@@ -1,0 +1,1 @@
+"""Front ends over the job runner (Gradio UI, HTTP API). Calls only dreamer's public API."""

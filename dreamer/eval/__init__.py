@@ -1,0 +1,1 @@
+"""Scoring a mesh against a ground-truth mesh (Chamfer, F-score, normal consistency, colour)."""

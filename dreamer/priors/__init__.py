@@ -1,0 +1,1 @@
+"""Priors (the teachers): noise schedule, encode/decode, prompt embeddings, noise prediction."""

@@ -1,0 +1,1 @@
+"""3D representations: parameters, rendering through renderers/, save/load, conversions."""

@@ -1,0 +1,1 @@
+"""Pipeline stages (init, coarse, extract, texture, export) and the resumable runner."""
