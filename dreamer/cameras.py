@@ -101,8 +101,13 @@ class Cameras:
         return self.c2w[:, :3, 3]
 
     def w2c(self) -> Tensor:
-        """[C, 4, 4] world-to-camera, OpenGL frame."""
-        return torch.linalg.inv(self.c2w)
+        """[C, 4, 4] world-to-camera, OpenGL frame (the rigid inverse: R^T, -R^T t)."""
+        rot_t = self.c2w[:, :3, :3].transpose(1, 2)
+        w2c = torch.zeros_like(self.c2w)
+        w2c[:, :3, :3] = rot_t
+        w2c[:, :3, 3] = -(rot_t @ self.c2w[:, :3, 3:4]).squeeze(-1)
+        w2c[:, 3, 3] = 1.0
+        return w2c
 
     def viewmats(self) -> Tensor:
         """[C, 4, 4] world-to-camera in the OpenCV frame (+z forward, +y down), as gsplat wants."""
