@@ -5,6 +5,7 @@
                             [--texture-size N] [--set KEY=VALUE ...]
     dreamer generate --resume OUT
     dreamer presets
+    dreamer serve | worker | jobs list|show|cancel      (the studio: see dreamer/jobs/cli.py)
 
 User mistakes (bad input, missing weights, unreadable files) print one line and exit with 2;
 an interrupted run says how to resume it and exits with 130.
@@ -46,9 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     gen = sub.add_parser("generate", help="generate a textured mesh from a prompt")
-    gen.add_argument("prompt", nargs="?", help="what to make, e.g. \"a wooden chair\"")
+    gen.add_argument("prompt", nargs="?", help='what to make, e.g. "a wooden chair"')
     gen.add_argument("--negative", help="negative prompt (default: the preset's)")
-    gen.add_argument("--preset", help="preset name (see `dreamer presets`) or a YAML file; default cpu, or fast on CUDA")
+    gen.add_argument(
+        "--preset", help="preset name (see `dreamer presets`) or a YAML file; default cpu, or fast on CUDA"
+    )
     gen.add_argument("--prior", help="diffusion model (alias, hub id, local folder) or reference:MESH")
     gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     gen.add_argument("--out", type=Path, help="output folder (default out/<prompt>-<seed>)")
@@ -56,12 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=_positive_int, help="coarse-stage steps")
     gen.add_argument("--faces", type=_positive_int, help="target face count of the exported mesh")
     gen.add_argument("--texture-size", type=_positive_int, help="texture resolution in texels")
-    gen.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override any preset setting, e.g. --set coarse.objective.guidance_scale=50")
+    gen.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any preset setting, e.g. --set coarse.objective.guidance_scale=50",
+    )
     gen.add_argument("--resume", type=Path, metavar="OUT", help="continue an interrupted run in OUT")
     gen.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sub.add_parser("presets", help="list the presets: what each is for, expected time and memory")
+
+    from dreamer.jobs.cli import add_commands  # serve, worker, jobs: the studio's commands
+
+    add_commands(sub)
     return parser
 
 
@@ -84,7 +96,8 @@ def _stage_printer(quiet: bool):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from dreamer.presets import parse_override
+    from dreamer.preset_files import default_preset, parse_override, read_preset, resolve_preset_path
+    from dreamer.priors.load import check_prior_available
 
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"
@@ -106,12 +119,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.texture_size is not None:
         overrides["texture.resolution"] = args.texture_size
 
+    # Missing weights are the commonest first-run failure: report them before importing torch.
+    preset = args.preset or default_preset()
+    prior = args.prior or overrides.get("prior") or read_preset(resolve_preset_path(preset)).get("prior")
+    if isinstance(prior, str):
+        check_prior_available(prior)
+
     from dreamer.stages.pipeline import GenerateRequest, generate
 
     request = GenerateRequest(
         prompt=args.prompt,
         out=args.out or _default_out(args.prompt, args.seed),
-        preset=args.preset,
+        preset=preset,
         negative=args.negative,
         prior=args.prior,
         seed=args.seed,
@@ -128,7 +147,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(_: argparse.Namespace) -> int:
-    from dreamer.presets import load_preset, preset_names
+    from dreamer.preset_files import preset_names
+    from dreamer.presets import load_preset
 
     for name in preset_names():
         cfg = load_preset(name)
@@ -141,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return cmd_generate(args)
-        return cmd_presets(args)
+        if args.command == "presets":
+            return cmd_presets(args)
+        from dreamer.jobs.cli import dispatch
+
+        return dispatch(args)
     except DreamerError as err:
         print(f"dreamer: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

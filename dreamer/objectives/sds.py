@@ -65,7 +65,9 @@ class SDS(Objective):
             x_t = self.prior.add_noise(x.detach(), noise, t)
             eps_hat = self.guided_noise(x_t, t, prompt, views)
             alpha, sigma = self.prior.alpha_sigma(t)
-            g = finalise_gradient(eps_hat - noise, timestep_weight(self.cfg.weighting, alpha, sigma), self.cfg.grad_clip)
+            g = finalise_gradient(
+                eps_hat - noise, timestep_weight(self.cfg.weighting, alpha, sigma), self.cfg.grad_clip
+            )
         return ObjectiveOutput(
             loss=reparametrised_loss(x, g),
             grad_norm=float(g.flatten(1).norm(dim=1).mean()),

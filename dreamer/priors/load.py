@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-import torch
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dreamer.priors.base import Prior
-from dreamer.priors.reference import PREFIX as REFERENCE_PREFIX
+from dreamer.errors import DreamerError
+
+if TYPE_CHECKING:
+    import torch
+
+    from dreamer.priors.base import Prior
+
+#: the ``--prior`` prefix of the reference prior (kept here, torch-free, for the early check)
+REFERENCE_PREFIX = "reference:"
 
 
 def load_prior(spec: str, device: torch.device) -> Prior:
@@ -22,14 +30,15 @@ def load_prior(spec: str, device: torch.device) -> Prior:
 def check_prior_available(spec: str) -> None:
     """Fail fast (one DreamerError line) when the prior's files are missing, before heavy work."""
     if spec.startswith(REFERENCE_PREFIX):
-        from pathlib import Path
-
-        from dreamer.errors import DreamerError
+        from dreamer.representations.mesh_io import load_mesh
 
         path = Path(spec[len(REFERENCE_PREFIX) :]).expanduser()
         if not path.is_file():
-            raise DreamerError(f"reference mesh {path} does not exist: pass --prior reference:PATH to a GLB, OBJ or PLY file")
+            raise DreamerError(
+                f"reference mesh {path} does not exist: pass --prior reference:PATH to a GLB, OBJ or PLY file"
+            )
+        load_mesh(path)  # unreadable meshes fail here, before the run folder exists
         return
-    from dreamer.priors.diffusers_prior import resolve_model
+    from dreamer.priors.weights import resolve_model
 
     resolve_model(spec)

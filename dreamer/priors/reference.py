@@ -17,11 +17,10 @@ import torch
 from torch import Tensor
 
 from dreamer.priors.base import Branch, Prior, Prompt, Views
+from dreamer.priors.load import REFERENCE_PREFIX as PREFIX
 from dreamer.representations.mesh import TexturedMesh
 from dreamer.representations.mesh_io import load_mesh
 from renderers.mesh import MeshRender, render_mesh
-
-PREFIX = "reference:"
 
 
 def sd_alphas_cumprod(num_train_timesteps: int = 1000) -> Tensor:
@@ -41,7 +40,9 @@ def file_digest(path: Path) -> str:
 class ReferencePrior(Prior):
     uses_text = False
 
-    def __init__(self, mesh: TexturedMesh, name: str, device: torch.device, revision: str | None = None) -> None:
+    def __init__(
+        self, mesh: TexturedMesh, name: str, device: torch.device, revision: str | None = None
+    ) -> None:
         self.name = name
         self.revision = revision
         self.device = torch.device(device)

@@ -60,7 +60,9 @@ class Densifier:
         self.grad_sum += norms.sum(0)
         self.count += visible.sum(0)
 
-    def step(self, step: int, gaussians: Gaussians, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> bool:
+    def step(
+        self, step: int, gaussians: Gaussians, optimizer: torch.optim.Optimizer, generator: torch.Generator
+    ) -> bool:
         """Densify and prune when the schedule says so; True if the Gaussians changed."""
         cfg = self.cfg
         changed = False

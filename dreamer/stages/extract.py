@@ -34,7 +34,9 @@ class ExtractConfig(Strict):
     bound: float = 1.05
     level: float | Literal["auto"] = "auto"
     #: candidate levels of the automatic calibration
-    candidate_levels: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3)
+    candidate_levels: tuple[float, ...] = (0.005, 0.01, 0.015, 0.02, 0.03, 0.045, 0.065, 0.09, 0.13, 0.2)
+    #: a pixel belongs to the Gaussians' silhouette where their alpha exceeds this
+    silhouette_alpha: float = 0.1
     calibration_views: PositiveInt = 16
     calibration_resolution: PositiveInt = 128
     #: components smaller than this fraction of the total area are floaters
@@ -43,19 +45,28 @@ class ExtractConfig(Strict):
     target_faces: PositiveInt = 30_000
 
 
-def density_grid(gaussians: Gaussians, resolution: int, bound: float, max_pairs: int = 4_000_000) -> Tensor:
+def density_grid(
+    gaussians: Gaussians, resolution: int, bound: float, blur: float = 1.0, max_pairs: int = 4_000_000
+) -> Tensor:
     """[R, R, R] (x, y, z indexing) sum of opacity-weighted Gaussian kernels at the grid points.
 
+    Gaussians smaller than a voxel would fall between grid points and leave the field porous, so
+    each kernel is widened by ``blur`` voxels (its covariance plus (blur * voxel)^2 I, its peak
+    lowered to keep its mass): the field is band-limited to what the grid can hold.
     Each Gaussian only touches the voxels within three standard deviations of its centre;
     Gaussians are bucketed by footprint so every chunk is one vectorised gather.
     """
     with torch.no_grad():
         device = gaussians.means.device
         means = gaussians.means.detach()
-        inv_cov = torch.linalg.inv(gaussians.covariances().detach() + 1e-10 * torch.eye(3, device=device))
-        opac = gaussians.opacities.detach()
         voxel = 2 * bound / (resolution - 1)
-        half = torch.ceil(3.0 * gaussians.scales.detach().max(-1).values / voxel).long().clamp(1, resolution // 4)
+        cov = gaussians.covariances().detach()
+        wide = cov + (blur * voxel) ** 2 * torch.eye(3, device=device)
+        inv_cov = torch.linalg.inv(wide)
+        mass_kept = torch.sqrt(torch.linalg.det(cov).clamp_min(0) / torch.linalg.det(wide))
+        opac = gaussians.opacities.detach() * mass_kept
+        sigma_max = torch.linalg.eigvalsh(wide)[:, -1].sqrt()
+        half = torch.ceil(3.0 * sigma_max / voxel).long().clamp(1, resolution // 4)
         centre = torch.round((means + bound) / voxel).long()
         grid = torch.zeros(resolution**3, device=device)
         for k in torch.unique(half).tolist():
@@ -69,16 +80,28 @@ def density_grid(gaussians: Gaussians, resolution: int, bound: float, max_pairs:
                 d = cells.float() * voxel - bound - means[chunk, None, :]
                 maha = torch.einsum("nki,nij,nkj->nk", d, inv_cov[chunk], d)
                 value = opac[chunk, None] * torch.exp(-0.5 * maha) * inside
-                flat = (cells.clamp(0, resolution - 1) * torch.tensor([resolution**2, resolution, 1], device=device)).sum(-1)
+                flat = (
+                    cells.clamp(0, resolution - 1) * torch.tensor([resolution**2, resolution, 1], device=device)
+                ).sum(-1)
                 grid.index_add_(0, flat.view(-1), value.view(-1))
         return grid.view(resolution, resolution, resolution)
+
+
+def fill_interior(grid: np.ndarray, level: float) -> np.ndarray:
+    """Raise enclosed pockets below ``level`` above it, so only the outer surface is meshed
+    (whatever the coarse stage left inside the object never becomes a surface of its own)."""
+    from scipy import ndimage
+
+    occupied = grid > level
+    pockets = ndimage.binary_fill_holes(occupied) & ~occupied
+    return np.where(pockets, 2.0 * level, grid)
 
 
 def marching_cubes(grid: np.ndarray, level: float, bound: float) -> tuple[np.ndarray, np.ndarray]:
     """Vertices in scene space and outward-facing triangles of the ``level`` iso-surface."""
     import mcubes
 
-    verts, faces = mcubes.marching_cubes(grid, level)
+    verts, faces = mcubes.marching_cubes(fill_interior(grid, level), level)
     if len(faces) == 0:
         return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64)
     res = grid.shape[0]
@@ -160,7 +183,8 @@ def run_extract(ctx: RunContext, gaussians: Gaussians) -> TexturedMesh:
         cams = calibration_cameras(cfg.calibration_views)
         res = cfg.calibration_resolution
         with torch.no_grad():
-            target = gaussians.render(cams, res, res, torch.zeros(len(cams), 3)).alpha[..., 0] > 0.5
+            alpha = gaussians.render(cams, res, res, torch.zeros(len(cams), 3)).alpha[..., 0]
+            target = alpha > cfg.silhouette_alpha
         scores = []
         for level in tqdm(levels, desc="extract: calibrating level", leave=False):
             v, f = marching_cubes(grid, level, cfg.bound)
@@ -178,4 +202,3 @@ def run_extract(ctx: RunContext, gaussians: Gaussians) -> TexturedMesh:
     ctx.report("extract", 4, 4, started, f"{len(faces)} faces at level {level}")
     ctx.stage_info["extract"] = {"level": level, "faces": int(len(faces)), "vertices": int(len(vertices))}
     return TexturedMesh(vertices, faces)
-

@@ -28,6 +28,7 @@ import torch
 from dreamer import __version__
 from dreamer.errors import DreamerError
 from dreamer.export.files import write_json
+from dreamer.preset_files import default_preset
 from dreamer.presets import RunConfig, config_from_dict, load_preset
 from dreamer.priors.load import check_prior_available
 from dreamer.representations.gaussians import Gaussians, gaussians_from_state
@@ -54,10 +55,6 @@ class GenerateRequest:
     seed: int = 0
     device: str | None = None
     overrides: dict[str, object] = field(default_factory=dict)
-
-
-def default_preset() -> str:
-    return "fast" if torch.cuda.is_available() else "cpu"
 
 
 def check_prompt(prompt: str) -> str:
@@ -113,14 +110,18 @@ def _run_lock(out: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DreamerError(f"{out} is in use by another dreamer process; wait for it or pick another --out") from None
+            raise DreamerError(
+                f"{out} is in use by another dreamer process; wait for it or pick another --out"
+            ) from None
         yield
 
 
 # -- stage results on disk ---------------------------------------------------------------------------
 def _ckpt(ctx: RunContext, stage: str) -> Path:
-    return ctx.checkpoints / {"init": "init.pt", "coarse": "coarse.pt", "extract": "extract.npz",
-                              "texture": "texture.npz"}[stage]
+    return (
+        ctx.checkpoints
+        / {"init": "init.pt", "coarse": "coarse.pt", "extract": "extract.npz", "texture": "texture.npz"}[stage]
+    )
 
 
 def _save_gaussians(g: Gaussians, path: Path) -> None:
@@ -164,8 +165,16 @@ def prepare(request: GenerateRequest, on_progress: ProgressCallback | None = Non
     if out.exists() and not out.is_dir():
         raise DreamerError(f"--out {out} is a file; give a folder")
     negative = request.negative if request.negative is not None else cfg.negative_prompt
-    ctx = RunContext(out=out, cfg=cfg, prompt=prompt, negative=negative, seed=request.seed, device=device,
-                     prior_spec=prior, on_progress=on_progress)
+    ctx = RunContext(
+        out=out,
+        cfg=cfg,
+        prompt=prompt,
+        negative=negative,
+        seed=request.seed,
+        device=device,
+        prior_spec=prior,
+        on_progress=on_progress,
+    )
     record = {
         "status": "running",
         "prompt": prompt,
@@ -202,9 +211,16 @@ def resume(out: Path, on_progress: ProgressCallback | None = None, device: str |
     except (OSError, json.JSONDecodeError) as err:
         raise DreamerError(f"cannot read {out / 'run.json'}: {err}") from None
     cfg: RunConfig = config_from_dict(record["settings"], f"{out / 'run.json'} settings")
-    ctx = RunContext(out=out, cfg=cfg, prompt=record["prompt"], negative=record["negative_prompt"],
-                     seed=record["seed"], device=resolve_device(device or record["device"].split(":")[0]),
-                     prior_spec=record["prior"]["spec"], on_progress=on_progress)
+    ctx = RunContext(
+        out=out,
+        cfg=cfg,
+        prompt=record["prompt"],
+        negative=record["negative_prompt"],
+        seed=record["seed"],
+        device=resolve_device(device or record["device"].split(":")[0]),
+        prior_spec=record["prior"]["spec"],
+        on_progress=on_progress,
+    )
     with _run_lock(out):
         if record.get("status") == "succeeded":
             return out
@@ -245,8 +261,11 @@ def _execute(ctx: RunContext, record: dict) -> Path:
                 gaussians = gaussians or _load_gaussians(_ckpt(ctx, "coarse"))
                 mesh = mesh or _load_mesh(_ckpt(ctx, "texture"))
                 record["outputs"] = [p.name for p in run_export(ctx, mesh, gaussians)]
-            record["stages"][stage] = {"wall_s": round(time.perf_counter() - started, 2),
-                                       **_peak_memory_mb(ctx.device), **ctx.stage_info.get(stage, {})}
+            record["stages"][stage] = {
+                "wall_s": round(time.perf_counter() - started, 2),
+                **_peak_memory_mb(ctx.device),
+                **ctx.stage_info.get(stage, {}),
+            }
             _write_run(ctx, record)
     except BaseException as err:
         record["status"] = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
@@ -267,4 +286,3 @@ def _colour_source(gaussians: Gaussians):
             return gaussians.render(cams, size, size, torch.full((len(cams), 3), 0.5)).rgb
 
     return render
-

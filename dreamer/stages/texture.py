@@ -130,7 +130,9 @@ def fill_from_nearest(texture: np.ndarray, known: np.ndarray) -> np.ndarray:
 def run_texture(ctx: RunContext, mesh: TexturedMesh, source: ColourSource) -> TexturedMesh:
     cfg = ctx.cfg.texture
     started = time.perf_counter()
-    vmapping, faces, uvs = unwrap_uv(mesh.vertices, mesh.faces, resolution=cfg.resolution, timeout_s=cfg.unwrap_timeout_s)
+    vmapping, faces, uvs = unwrap_uv(
+        mesh.vertices, mesh.faces, resolution=cfg.resolution, timeout_s=cfg.unwrap_timeout_s
+    )
     unwrapped = TexturedMesh(mesh.vertices[vmapping], faces, uvs=uvs, texture=np.zeros((1, 1, 3), np.float32))
     ctx.report("texture", 0, 1, started, f"unwrapped into {len(uvs)} vertices")
     texture, coverage = bake(

@@ -1,0 +1,98 @@
+"""VSD, Variational Score Distillation (ProlificDreamer).
+
+g = w(t) (eps_hat_s(x_t; y_view) - eps_psi(x_t; y, c)).
+
+The random noise of SDS is replaced by a fake score eps_psi that tracks the distribution of the
+current renders (a camera-conditioned LoRA, ``lora.py``), so the optimum is a *sample* of the
+prior rather than its mode. ``VariationalObjective`` is the machinery ESD and DSD reuse: they
+differ only in how the teacher and fake predictions are combined (``direction``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from dreamer.config import Ramp, Strict
+from dreamer.objectives.base import Objective, ObjectiveOutput, TimestepSchedule, Weighting, finalise_gradient
+from dreamer.objectives.common import draw_noise, guided_noise, output, weight
+from dreamer.objectives.lora import FakeBranch, FakeScore, LoRAConfig, LoRAFakeScore
+from dreamer.objectives.perp_neg import PerpNegConfig
+from dreamer.priors.base import Prior, Prompt, Views
+
+#: ProlificDreamer's t schedule: U(0.02, 0.98) for 5k steps, then U(0.02, 0.5)
+VSD_TIMESTEPS = TimestepSchedule(t_max=Ramp(start=5000, end=5000, v0=0.98, v1=0.5))
+
+
+class VSDConfig(Strict):
+    name: Literal["vsd"] = "vsd"
+    #: diffusers-convention CFG scale of the teacher
+    guidance_scale: float = 7.5
+    weighting: Weighting = "sds"
+    timesteps: TimestepSchedule = VSD_TIMESTEPS
+    grad_clip: float | None = None
+    lora: LoRAConfig = LoRAConfig()
+    perp_neg: PerpNegConfig = PerpNegConfig()
+
+
+class VariationalObjective(Objective):
+    """Teacher eps vs a trained fake score; subclasses define the combination.
+
+    ``cfg`` is a VSD, ESD or DSD config; ``fake_score`` overrides the LoRA (analytic priors).
+    """
+
+    #: which fake-score branches ``direction`` needs
+    fake_branches: tuple[FakeBranch, ...] = ("camera",)
+
+    def __init__(self, prior: Prior, cfg: Any, fake_score: FakeScore | None = None) -> None:
+        super().__init__(prior)
+        self.cfg = cfg
+        self.fake = fake_score if fake_score is not None else LoRAFakeScore(prior, cfg.lora)
+
+    def teacher(self, x_t: Tensor, t: Tensor, prompt: Prompt, views: Views, step: int) -> Tensor:
+        return guided_noise(self.prior, x_t, t, prompt, views, self.cfg.guidance_scale, self.cfg.perp_neg)
+
+    def direction(self, eps_hat: Tensor, fake: Tensor, step: int) -> Tensor:
+        """VSD: eps_hat_s - eps_psi(camera)."""
+        return eps_hat - fake[0]
+
+    def __call__(
+        self,
+        images: Tensor,
+        views: Views,
+        prompt: Prompt,
+        step: int,
+        total_steps: int,
+        generator: torch.Generator,
+    ) -> ObjectiveOutput:
+        x = self.prior.encode(images)
+        t = self.cfg.timesteps.sample(
+            x.shape[0], step, total_steps, self.prior.num_train_timesteps, generator
+        )
+        t = t.to(x.device)
+        noise = draw_noise(x, generator)
+        with torch.no_grad():
+            x_t = self.prior.add_noise(x.detach(), noise, t)
+            eps_hat = self.teacher(x_t, t, prompt, views, step)
+            self.fake.observe(x.detach())
+            fake = self.fake.noise(x_t, t, prompt, views, self.fake_branches)
+            alpha, sigma = self.prior.alpha_sigma(t)
+            g = finalise_gradient(
+                self.direction(eps_hat, fake, step),
+                weight(self.cfg.weighting, alpha, sigma),
+                self.cfg.grad_clip,
+            )
+        fake_loss = self.fake.train(x.detach(), views, prompt, generator)
+        return output(x, g, t, fake_loss=fake_loss)
+
+    def state_dict(self) -> dict:
+        return self.fake.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.fake.load_state_dict(state)
+
+
+class VSD(VariationalObjective):
+    """ProlificDreamer's VSD (reference §2)."""

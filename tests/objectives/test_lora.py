@@ -1,0 +1,75 @@
+"""The LoRA fake score of VSD/DSD/ESD on a tiny v-prediction SD: teacher untouched, training,
+camera conditioning and checkpoints."""
+
+import pytest
+import torch
+
+from dreamer.cameras import orbit_cameras
+from dreamer.objectives.lora import LoRAConfig, LoRAFakeScore
+from dreamer.objectives.vsd import VSD, VSDConfig
+from dreamer.priors.base import Views
+from dreamer.priors.diffusers_prior import DiffusersPrior, load_diffusers_prior
+from tests.tiny_models import make_tiny_sd
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch):
+    """Offline, and one thread: the tiny networks lose more to thread hand-offs than they gain."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def sd_v(tmp_path_factory: pytest.TempPathFactory) -> DiffusersPrior:
+    root = tmp_path_factory.mktemp("lora")
+    path = make_tiny_sd(root / "sd", prediction_type="v_prediction", seed=1)
+    return load_diffusers_prior(str(path), CPU, cache_dir=root / "cache")
+
+
+def _batch(prior: DiffusersPrior):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 8, 8, generator=gen)
+    t = torch.tensor([200, 700])
+    views = Views(orbit_cameras([10.0, 20.0], [0.0, 150.0]), torch.ones(2, 3))
+    return x, t, views, prior.encode_prompt("a corgi")
+
+
+def test_at_init_the_fake_score_is_the_teacher_in_epsilon_even_for_v_prediction(sd_v):
+    fake = LoRAFakeScore(sd_v, LoRAConfig())
+    x, t, views, prompt = _batch(sd_v)
+    teacher = sd_v.predict_noise(x, t, prompt, views, ("plain",))[0]
+    both = fake.noise(x, t, prompt, views, ("camera", "nocamera"))
+    torch.testing.assert_close(both[0], teacher, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(both[1], teacher, atol=1e-5, rtol=1e-5)
+
+
+def test_training_moves_the_lora_and_camera_but_never_the_teacher(sd_v):
+    fake = LoRAFakeScore(sd_v, LoRAConfig(lr=1e-2, updates_per_step=3, camera_dropout=0.5))
+    x, t, views, prompt = _batch(sd_v)
+    teacher_before = sd_v.predict_noise(x, t, prompt, views, ("cond", "plain"))
+    fake.train(x, views, prompt, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(sd_v.predict_noise(x, t, prompt, views, ("cond", "plain")), teacher_before)
+    cam, nocam = fake.noise(x, t, prompt, views, ("camera", "nocamera"))
+    assert not torch.allclose(cam, teacher_before[1], atol=1e-6)
+    assert not torch.allclose(cam, nocam, atol=1e-7)  # the camera MLP learned something
+    assert all(p.grad is not None for p in fake.camera_mlp.parameters())
+
+
+def test_state_dict_round_trip_restores_the_fake_score(sd_v):
+    cfg = VSDConfig(lora=LoRAConfig(lr=1e-2))
+    first = VSD(sd_v, cfg)
+    x, t, views, prompt = _batch(sd_v)
+    first.fake.train(x, views, prompt, torch.Generator().manual_seed(2))
+    state = first.state_dict()
+    assert set(state) == {"lora", "camera", "optimizer"} and state["optimizer"]["state"]
+    second = VSD(sd_v, cfg)
+    second.load_state_dict(state)
+    torch.testing.assert_close(
+        second.fake.noise(x, t, prompt, views, ("camera",)),
+        first.fake.noise(x, t, prompt, views, ("camera",)),
+    )

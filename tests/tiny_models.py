@@ -1,0 +1,207 @@
+"""Tiny, seeded, random diffusers models saved in the diffusers folder layout.
+
+No weights can be downloaded in tests, so priors, objectives and pipelines are exercised on
+models built from configs. Both builders write a folder that ``load_diffusers_prior(path)``
+reads like a real hub snapshot (``model_index.json``, ``unet/``, ``text_encoder/``,
+``tokenizer/``, ``scheduler/`` and, for the latent model, ``vae/``).
+
+Sizes (so tests can reason about shapes):
+    ``make_tiny_sd``: latents [B, 4, 8, 8]; the VAE downsamples 8x, so renders are resized to
+    64x64 pixels. ``make_tiny_pixel_unet``: pixels [B, 3, 16, 16] in [-1, 1].
+    Both: text embeddings [77, 16] from a 2-layer CLIP text encoder; DDPM scaled_linear schedule
+    with 1000 steps (SD's).
+
+Example:
+    >>> path = make_tiny_sd(tmp_path / "sd")            # doctest: +SKIP
+    >>> prior = load_diffusers_prior(str(path), torch.device("cpu"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import torch
+
+if TYPE_CHECKING:
+    from diffusers import DDPMScheduler
+
+PredictionType = Literal["epsilon", "v_prediction", "sample"]
+
+#: hidden size of the tiny text encoder, i.e. the UNets' cross_attention_dim
+TEXT_DIM = 16
+#: latent side of the tiny SD model and its VAE's downsampling factor
+SD_LATENT_SIZE = 8
+SD_VAE_SCALE = 8
+#: pixel side of the tiny pixel-space model
+PIXEL_SIZE = 16
+
+_WORDS = ("a", "corgi", "dog", "cat", "chair", "front", "side", "back", "overhead", "view", "blurry")
+_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789,.!-'"
+_BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
+
+
+def write_tiny_clip_tokenizer(folder: Path) -> None:
+    """Write a hand-made CLIP BPE vocabulary (single characters plus a few whole words).
+
+    Every lowercase letter, digit and common punctuation mark is in the vocabulary (alone and
+    as a word end), so any prompt tokenizes; the words in ``_WORDS`` become single tokens.
+    """
+    from transformers import CLIPTokenizer
+
+    vocab: dict[str, int] = {}
+    merges: list[str] = []
+
+    def add(token: str) -> None:
+        if token not in vocab:
+            vocab[token] = len(vocab)
+
+    for ch in _CHARS:
+        add(ch)
+        add(ch + "</w>")
+    for word in _WORDS:
+        # left-to-right merges: "c o" -> "co", "co r" -> "cor", ..., the last piece ends in </w>
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        current = pieces[0]
+        for piece in pieces[1:]:
+            merge = f"{current} {piece}"
+            if merge not in merges:
+                merges.append(merge)
+            current += piece
+            add(current)
+    add(_BOS)
+    add(_EOS)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    tokenizer = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
+    tokenizer.model_max_length = 77
+    tokenizer.save_pretrained(str(folder))
+
+
+def _text_encoder(eos_token_id: int, pad_token_id: int, bos_token_id: int) -> torch.nn.Module:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=256,
+        hidden_size=TEXT_DIM,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        projection_dim=TEXT_DIM,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+    )
+    return CLIPTextModel(config).eval()
+
+
+def _unet(in_channels: int, sample_size: int) -> torch.nn.Module:
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=in_channels,
+        out_channels=in_channels,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=TEXT_DIM,
+        attention_head_dim=4,
+    ).eval()
+
+
+def _scheduler(prediction_type: PredictionType) -> DDPMScheduler:
+    from diffusers import DDPMScheduler
+
+    scheduler = DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type=prediction_type,
+    )
+    return scheduler
+
+
+def _save_text_parts(path: Path) -> None:
+    """Tokenizer and text encoder shared by both tiny models (ids agree with the vocabulary)."""
+    write_tiny_clip_tokenizer(path / "tokenizer")
+    vocab = json.loads((path / "tokenizer" / "vocab.json").read_text())
+    encoder = _text_encoder(eos_token_id=vocab[_EOS], pad_token_id=vocab[_EOS], bos_token_id=vocab[_BOS])
+    encoder.save_pretrained(str(path / "text_encoder"))
+
+
+def make_tiny_sd(path: Path, prediction_type: PredictionType = "epsilon", seed: int = 0) -> Path:
+    """Build and save a tiny latent model shaped like Stable Diffusion (VAE + text UNet).
+
+    Args:
+        path: folder to create (diffusers layout).
+        prediction_type: what the UNet is declared to predict ("epsilon", "v_prediction", "sample").
+        seed: torch seed for the random weights; same seed, same model.
+
+    Returns:
+        ``path``.
+    """
+    from diffusers import AutoencoderKL
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    unet = _unet(in_channels=4, sample_size=SD_LATENT_SIZE)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=SD_LATENT_SIZE * SD_VAE_SCALE,
+    ).eval()
+    path.mkdir(parents=True, exist_ok=True)
+    unet.save_pretrained(str(path / "unet"))
+    vae.save_pretrained(str(path / "vae"))
+    _scheduler(prediction_type).save_pretrained(str(path / "scheduler"))
+    _save_text_parts(path)
+    _write_model_index(path, "StableDiffusionPipeline", with_vae=True)
+    return path
+
+
+def make_tiny_pixel_unet(path: Path, prediction_type: PredictionType = "epsilon", seed: int = 0) -> Path:
+    """Build and save a tiny pixel-space text-conditioned UNet (3 channels, 16x16, no VAE).
+
+    Shaped like DeepFloyd IF stage I (or a small project-trained model): the prior works on
+    pixels in [-1, 1].
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    torch.manual_seed(seed)
+    unet = _unet(in_channels=3, sample_size=PIXEL_SIZE)
+    path.mkdir(parents=True, exist_ok=True)
+    unet.save_pretrained(str(path / "unet"))
+    _scheduler(prediction_type).save_pretrained(str(path / "scheduler"))
+    _save_text_parts(path)
+    _write_model_index(path, "DiffusionPipeline", with_vae=False)
+    return path
+
+
+def _write_model_index(path: Path, class_name: str, with_vae: bool) -> None:
+    index: dict = {
+        "_class_name": class_name,
+        "_diffusers_version": "0.42.1",
+        "scheduler": ["diffusers", "DDPMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+    }
+    if with_vae:
+        index["vae"] = ["diffusers", "AutoencoderKL"]
+    (path / "model_index.json").write_text(json.dumps(index, indent=2))
