@@ -55,6 +55,13 @@ def _error_text(err: Exception) -> str:
     return str(err)
 
 
+def _preset_override(label: str, minimum: int, maximum: int) -> gr.Number:
+    """An optional whole number that replaces a preset setting; empty keeps the preset's."""
+    return gr.Number(
+        value=None, precision=0, minimum=minimum, maximum=maximum, label=f"{label} (empty: the preset's)"
+    )
+
+
 def build_ui(service: JobService) -> gr.Blocks:
     """The Blocks app, bound to one job service."""
     from dreamer.preset_files import preset_names
@@ -193,27 +200,9 @@ def build_ui(service: JobService) -> gr.Blocks:
                     )
                     randomise = gr.Checkbox(value=True, label="Random seed", elem_id="randomise")
                 with gr.Accordion("Advanced settings", open=False):
-                    steps = gr.Number(
-                        value=None,
-                        precision=0,
-                        minimum=1,
-                        maximum=20000,
-                        label="Coarse steps (empty: the preset's)",
-                    )
-                    faces = gr.Number(
-                        value=None,
-                        precision=0,
-                        minimum=100,
-                        maximum=500_000,
-                        label="Target faces (empty: the preset's)",
-                    )
-                    texture = gr.Number(
-                        value=None,
-                        precision=0,
-                        minimum=64,
-                        maximum=4096,
-                        label="Texture size (empty: the preset's)",
-                    )
+                    steps = _preset_override("Coarse steps", 1, 20000)
+                    faces = _preset_override("Target faces", 100, 500_000)
+                    texture = _preset_override("Texture size", 64, 4096)
                 with gr.Row():
                     go = gr.Button("Generate", variant="primary", elem_id="submit")
                     stop = gr.Button("Cancel", elem_id="cancel")

@@ -594,34 +594,59 @@ def _ms(d: dict[str, Any] | None) -> str:
     return str(d.get("error") or d.get("skipped") or "-")[:40]
 
 
+def _splat_agreement(r: dict[str, Any]) -> str:
+    diff = r.get("max_abs_diff_vs_torch", {})
+    return f"max|d| rgb {diff.get('rgb', '-')} alpha {diff.get('alpha', '-')}"
+
+
+def _raster_agreement(r: dict[str, Any]) -> str:
+    return f"alpha mismatch {r.get('agreement_vs_torch', {}).get('alpha_mismatch_frac', '-')}"
+
+
+def _print_renderer_rows(
+    rows: list[dict[str, Any]],
+    kind: str,
+    size_label: str,
+    size_key: str,
+    backends: tuple[str, ...],
+    width: int,
+    compare: Callable[[dict[str, Any]], str],
+) -> None:
+    """One summary line per problem size and backend of a renderer section, then the row's error."""
+    for row in rows:
+        for be in backends:
+            if be in row:
+                r = row[be]
+                print(
+                    f"{kind} {size_label}{row.get(size_key)} {row.get('size')}px C={row.get('C')} {be:{width}s} "
+                    f"fwd {_ms(r.get('forward'))} | fwd+bwd {_ms(r.get('forward_backward'))} | {compare(r)}"
+                )
+        if "error" in row or "skipped" in row:
+            print(f"{kind}: {row.get('error') or row.get('skipped')}")
+
+
 def print_summary(report: dict[str, Any]) -> None:
     """A short table (the device tool returns only the end of the output)."""
     meta = report["meta"]
     print(f"\n== gpu_bench summary: {meta['gpu']} (torch {meta['torch']}, cuda {meta['cuda']})")
-    for row in report["gaussians"]:
-        for be in ("torch", "gsplat"):
-            if be in row:
-                r = row[be]
-                diff = r.get("max_abs_diff_vs_torch", {})
-                print(
-                    f"gaussians N={row.get('N')} {row.get('size')}px C={row.get('C')} {be:7s} "
-                    f"fwd {_ms(r.get('forward'))} | fwd+bwd {_ms(r.get('forward_backward'))} | "
-                    f"max|d| rgb {diff.get('rgb', '-')} alpha {diff.get('alpha', '-')}"
-                )
-        if "error" in row or "skipped" in row:
-            print(f"gaussians: {row.get('error') or row.get('skipped')}")
-    for row in report["mesh"]:
-        for be in ("torch", "nvdiffrast"):
-            if be in row:
-                r = row[be]
-                agree = r.get("agreement_vs_torch", {})
-                print(
-                    f"mesh F={row.get('faces')} {row.get('size')}px C={row.get('C')} {be:10s} "
-                    f"fwd {_ms(r.get('forward'))} | fwd+bwd {_ms(r.get('forward_backward'))} | "
-                    f"alpha mismatch {agree.get('alpha_mismatch_frac', '-')}"
-                )
-        if "error" in row or "skipped" in row:
-            print(f"mesh: {row.get('error') or row.get('skipped')}")
+    _print_renderer_rows(
+        report["gaussians"],
+        "gaussians",
+        "N=",
+        "N",
+        ("torch", "gsplat"),
+        7,
+        _splat_agreement,
+    )
+    _print_renderer_rows(
+        report["mesh"],
+        "mesh",
+        "F=",
+        "faces",
+        ("torch", "nvdiffrast"),
+        10,
+        _raster_agreement,
+    )
     sds = report["sds"]
     if sds:
         print(

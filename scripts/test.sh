@@ -5,6 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
-export HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
+export HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False TQDM_DISABLE=1
 ruff check .
 python -m pytest -q -ra "$@"

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
+import pytest
 import trimesh
 
 from dreamer.representations.mesh import TexturedMesh
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def coloured_box(extents=(0.8, 0.6, 0.5), seed: int = 0) -> TexturedMesh:
@@ -26,3 +34,18 @@ def coloured_box(extents=(0.8, 0.6, 0.5), seed: int = 0) -> TexturedMesh:
 def save_glb(mesh: TexturedMesh, path) -> None:
     colours = (np.concatenate([mesh.vertex_colors, np.ones((len(mesh.vertices), 1))], 1) * 255).astype(np.uint8)
     trimesh.Trimesh(mesh.vertices, mesh.faces, vertex_colors=colours, process=False).export(path)
+
+
+def gltf_validator_report(path: Path) -> dict:
+    """The Khronos glTF validator's report on a GLB (npm package, run through node)."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    proc = subprocess.run(
+        ["node", str(REPO / "tools" / "validate_gltf.mjs"), str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode in (0, 1), f"validator did not run (npm ci?): {proc.stderr}"
+    return json.loads(proc.stdout)

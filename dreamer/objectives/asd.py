@@ -12,31 +12,31 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from dreamer.config import Ramp, Strict
-from dreamer.objectives.base import Objective, ObjectiveOutput, TimestepSchedule, Weighting, finalise_gradient
-from dreamer.objectives.common import draw_noise, guided_noise, output, weight
-from dreamer.objectives.perp_neg import PerpNegConfig
-from dreamer.priors.base import Prior, Prompt, Views
+from dreamer.config import Ramp
+from dreamer.objectives.base import ObjectiveOutput, TimestepSchedule
+from dreamer.objectives.common import (
+    ConfiguredObjective,
+    PerpNegGuidedConfig,
+    draw_noise,
+    guided_noise,
+    output,
+    weighted_gradient,
+)
+from dreamer.priors.base import Prompt, Views
 
 
-class ASDConfig(Strict):
+class ASDConfig(PerpNegGuidedConfig):
     name: Literal["asd"] = "asd"
-    guidance_scale: float = 7.5
     #: eta: the shift is at most this fraction of (t - t_min)
     shift_ratio: float = 0.1
     #: draw u ~ U(0, 1) per sample (else u = 1)
     random_shift: bool = True
-    weighting: Weighting = "sds"
     #: ScaleDreamer's single-prompt schedule: t_max 0.98 -> 0.5 over 25k steps
     timesteps: TimestepSchedule = TimestepSchedule(t_max=Ramp(start=0, end=25000, v0=0.98, v1=0.5))
-    grad_clip: float | None = None
-    perp_neg: PerpNegConfig = PerpNegConfig()
 
 
-class ASD(Objective):
-    def __init__(self, prior: Prior, cfg: ASDConfig) -> None:
-        super().__init__(prior)
-        self.cfg = cfg
+class ASD(ConfiguredObjective):
+    cfg: ASDConfig
 
     def __call__(
         self,
@@ -63,8 +63,5 @@ class ASD(Objective):
                 self.prior, x_t, t, prompt, views, self.cfg.guidance_scale, self.cfg.perp_neg
             )
             eps_ref = self.prior.predict_noise(x_plus, t_plus, prompt, views, ("cond",))[0]
-            alpha, sigma = self.prior.alpha_sigma(t)
-            g = finalise_gradient(
-                eps_hat - eps_ref, weight(self.cfg.weighting, alpha, sigma), self.cfg.grad_clip
-            )
+            g = weighted_gradient(self.prior, self.cfg, eps_hat - eps_ref, t)
         return output(x, g, t, mean_shift=float(dt.float().mean()))

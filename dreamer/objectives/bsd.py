@@ -14,21 +14,18 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from dreamer.config import Strict
-from dreamer.objectives.base import Objective, ObjectiveOutput, TimestepSchedule
-from dreamer.objectives.common import bshape, draw_noise, output, weight
-from dreamer.priors.base import Prior, Prompt, Views
+from dreamer.objectives.base import ObjectiveOutput, finalise_gradient
+from dreamer.objectives.common import ConfiguredObjective, DistillConfig, bshape, draw_t_and_noise, output, weight
+from dreamer.priors.base import Prompt, Views
 
 
-class BSDConfig(Strict):
+class BSDConfig(DistillConfig):
     name: Literal["bsd"] = "bsd"
     variant: Literal["sd_utils", "auto"] = "sd_utils"
     #: lam, the classifier weight (PlacidDreamer's README: 18 on the CLI, 15 in the code read)
     classifier_weight: float = 15.0
     #: multiplier of the smoothing direction (1 in sd_utils, 1.25 in auto, 0.018 in the 2-D demo)
     smoothing_weight: float = 1.0
-    timesteps: TimestepSchedule = TimestepSchedule()
-    grad_clip: float | None = None
 
 
 def pareto_mix(g_c: Tensor, g_d: Tensor) -> tuple[Tensor, Tensor]:
@@ -38,10 +35,8 @@ def pareto_mix(g_c: Tensor, g_d: Tensor) -> tuple[Tensor, Tensor]:
     return a, bshape(a, g_c) * g_c + bshape(1.0 - a, g_d) * g_d
 
 
-class BSD(Objective):
-    def __init__(self, prior: Prior, cfg: BSDConfig) -> None:
-        super().__init__(prior)
-        self.cfg = cfg
+class BSD(ConfiguredObjective):
+    cfg: BSDConfig
 
     def __call__(
         self,
@@ -53,11 +48,7 @@ class BSD(Objective):
         generator: torch.Generator,
     ) -> ObjectiveOutput:
         x = self.prior.encode(images)
-        t = self.cfg.timesteps.sample(
-            x.shape[0], step, total_steps, self.prior.num_train_timesteps, generator
-        )
-        t = t.to(x.device)
-        noise = draw_noise(x, generator)
+        t, noise = draw_t_and_noise(self.prior, self.cfg.timesteps, x, step, total_steps, generator)
         with torch.no_grad():
             x_t = self.prior.add_noise(x.detach(), noise, t)
             eps_y, eps_null = self.prior.predict_noise(x_t, t, prompt, views, ("cond", "uncond"))
@@ -70,7 +61,5 @@ class BSD(Objective):
                 g_d = self.cfg.smoothing_weight * (eps_null - noise)
                 w = (eps_null - noise).flatten(1).norm(dim=1) * sigma / 50.0
             a, mixed = pareto_mix(g_c, g_d)
-            g = torch.nan_to_num(bshape(w, mixed) * mixed, nan=0.0, posinf=0.0, neginf=0.0)
-            if self.cfg.grad_clip is not None:
-                g = g.clamp(-self.cfg.grad_clip, self.cfg.grad_clip)
+            g = finalise_gradient(mixed, w, self.cfg.grad_clip)
         return output(x, g, t, pareto_weight=float(a.mean()))

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from dreamer.config import Ramp, Strict, scheduled
-from dreamer.objectives.base import Objective, ObjectiveOutput, Weighting
-from dreamer.objectives.common import bshape, guided_noise, output, weight
+from dreamer.objectives.base import ObjectiveOutput, Weighting, finalise_gradient
+from dreamer.objectives.common import ConfiguredObjective, bshape, guided_noise, output, weight
 from dreamer.priors.base import Prior, Prompt, Views
 
 
@@ -34,10 +34,11 @@ class CDSConfig(Strict):
     grad_clip: float | Ramp | None = Ramp(start=0, end=3000, v0=2.0, v1=8.0)
 
 
-class CDS(Objective):
+class CDS(ConfiguredObjective):
+    cfg: CDSConfig
+
     def __init__(self, prior: Prior, cfg: CDSConfig) -> None:
-        super().__init__(prior)
-        self.cfg = cfg
+        super().__init__(prior, cfg)
         self.shared_noise: Tensor | None = None
 
     def __call__(
@@ -70,11 +71,7 @@ class CDS(Objective):
             x_prime = bshape(a_p, x_t) * z_prime
             eps_prime = guided_noise(self.prior, x_prime, t_prime, prompt, views, scale)
             clip = None if self.cfg.grad_clip is None else scheduled(self.cfg.grad_clip, step)
-            g = eps_t - eps_prime
-            g = bshape(weight(self.cfg.weighting, a_t, s_t), g) * g
-            g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
-            if clip is not None:
-                g = g.clamp(-clip, clip)
+            g = finalise_gradient(eps_t - eps_prime, weight(self.cfg.weighting, a_t, s_t), clip)
         return output(x, g, t, t_prime=float(t_prime.float().mean()))
 
     def state_dict(self) -> dict:

@@ -2,8 +2,9 @@
 
 Every rule computes ``g = w(t) (eps_target - eps_ref)`` under ``no_grad`` and hands it to
 ``reparametrised_loss``; what differs is how the two eps are made. This module holds the pieces
-they share so each objective module is only its formula: noise drawing, guided eps (with the
-optional Perp-Neg), derived prompts (the null and a fixed negative) and the output record.
+they share so each objective module is only its formula: the config fields every rule repeats,
+the t and noise draws, guided eps (with the optional Perp-Neg), the weighted and clipped gradient,
+derived prompts (the null and a fixed negative) and the output record.
 """
 
 from __future__ import annotations
@@ -11,14 +12,70 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dreamer.objectives.base import ObjectiveOutput, Weighting, reparametrised_loss, timestep_weight
+from dreamer.config import Strict
+from dreamer.objectives.base import (
+    Objective,
+    ObjectiveOutput,
+    TimestepSchedule,
+    Weighting,
+    finalise_gradient,
+    reparametrised_loss,
+    timestep_weight,
+)
 from dreamer.objectives.perp_neg import PerpNegConfig, perp_neg_noise
 from dreamer.priors.base import Prior, Prompt, Views
+
+
+class DistillConfig(Strict):
+    """The t schedule and the clamp of g, as every rule with a t schedule has them.
+
+    Subclasses add ``name`` and their own fields, and override a default where the rule's differs;
+    the field names and defaults are the preset keys, so they stay as they are.
+    """
+
+    timesteps: TimestepSchedule = TimestepSchedule()
+    #: clamp of each component of g, or None
+    grad_clip: float | None = None
+
+
+class WeightedConfig(DistillConfig):
+    """... and the timestep weighting w(t)."""
+
+    weighting: Weighting = "sds"
+
+
+class GuidedConfig(WeightedConfig):
+    """... and the teacher's classifier-free guidance scale."""
+
+    #: diffusers-convention CFG scale s of the teacher (DreamFusion's omega = s - 1)
+    guidance_scale: float = 7.5
+
+
+class PerpNegGuidedConfig(GuidedConfig):
+    """... and the optional Perp-Neg of the guided teacher."""
+
+    perp_neg: PerpNegConfig = PerpNegConfig()
+
+
+class ConfiguredObjective(Objective):
+    """An objective that keeps its config as ``self.cfg``."""
+
+    def __init__(self, prior: Prior, cfg: Strict) -> None:
+        super().__init__(prior)
+        self.cfg = cfg
 
 
 def draw_noise(x: Tensor, generator: torch.Generator) -> Tensor:
     """eps ~ N(0, I) of x's shape, drawn on the CPU generator (device independent)."""
     return torch.randn(x.shape, generator=generator).to(x)
+
+
+def draw_t_and_noise(
+    prior: Prior, schedule: TimestepSchedule, x: Tensor, step: int, total_steps: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """t [B] from ``schedule`` (on x's device), then eps ~ N(0, I) of x's shape, in that order."""
+    t = schedule.sample(x.shape[0], step, total_steps, prior.num_train_timesteps, generator)
+    return t.to(x.device), draw_noise(x, generator)
 
 
 def bshape(v: Tensor, like: Tensor) -> Tensor:
@@ -55,6 +112,12 @@ def weight(kind: Weighting | str, alpha: Tensor, sigma: Tensor) -> Tensor:
     if kind == "sigma_ve":
         return sigma / alpha
     return timestep_weight(kind, alpha, sigma)  # type: ignore[arg-type]
+
+
+def weighted_gradient(prior: Prior, cfg: WeightedConfig, direction: Tensor, t: Tensor) -> Tensor:
+    """``finalise_gradient`` of ``direction`` with w(t) of ``cfg.weighting`` and ``cfg.grad_clip``."""
+    alpha, sigma = prior.alpha_sigma(t)
+    return finalise_gradient(direction, weight(cfg.weighting, alpha, sigma), cfg.grad_clip)
 
 
 class PromptVariants:

@@ -13,13 +13,20 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from dreamer.config import Ramp, Strict, scheduled
-from dreamer.objectives.base import Objective, ObjectiveOutput, TimestepSchedule, Weighting, finalise_gradient
-from dreamer.objectives.common import PromptVariants, draw_noise, output, weight
+from dreamer.config import Ramp, scheduled
+from dreamer.objectives.base import ObjectiveOutput, TimestepSchedule, Weighting
+from dreamer.objectives.common import (
+    ConfiguredObjective,
+    PromptVariants,
+    WeightedConfig,
+    draw_t_and_noise,
+    output,
+    weighted_gradient,
+)
 from dreamer.priors.base import Prior, Prompt, Views
 
 
-class CSDConfig(Strict):
+class CSDConfig(WeightedConfig):
     name: Literal["csd"] = "csd"
     scale: float = 1.0
     #: a_u, weight of the negative-prompt branch
@@ -29,13 +36,13 @@ class CSDConfig(Strict):
     weighting: Weighting = "uniform"
     #: csd-if: t_max 0.98 -> 0.5 at step 5k
     timesteps: TimestepSchedule = TimestepSchedule(t_max=Ramp(start=5000, end=5000, v0=0.98, v1=0.5))
-    grad_clip: float | None = None
 
 
-class CSD(Objective):
+class CSD(ConfiguredObjective):
+    cfg: CSDConfig
+
     def __init__(self, prior: Prior, cfg: CSDConfig) -> None:
-        super().__init__(prior)
-        self.cfg = cfg
+        super().__init__(prior, cfg)
         self.variants = PromptVariants(prior)
 
     def __call__(
@@ -48,11 +55,7 @@ class CSD(Objective):
         generator: torch.Generator,
     ) -> ObjectiveOutput:
         x = self.prior.encode(images)
-        t = self.cfg.timesteps.sample(
-            x.shape[0], step, total_steps, self.prior.num_train_timesteps, generator
-        )
-        t = t.to(x.device)
-        noise = draw_noise(x, generator)
+        t, noise = draw_t_and_noise(self.prior, self.cfg.timesteps, x, step, total_steps, generator)
         a_u, a_n = scheduled(self.cfg.negative_weight, step), scheduled(self.cfg.null_weight, step)
         with torch.no_grad():
             x_t = self.prior.add_noise(x.detach(), noise, t)
@@ -63,6 +66,5 @@ class CSD(Objective):
             else:
                 eps_neg = eps_null
             direction = self.cfg.scale * (eps_y + a_u * eps_neg + a_n * eps_null)
-            alpha, sigma = self.prior.alpha_sigma(t)
-            g = finalise_gradient(direction, weight(self.cfg.weighting, alpha, sigma), self.cfg.grad_clip)
+            g = weighted_gradient(self.prior, self.cfg, direction, t)
         return output(x, g, t)

@@ -14,30 +14,36 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from dreamer.config import Strict
 from dreamer.errors import DreamerError
-from dreamer.objectives.base import Objective, ObjectiveOutput, TimestepSchedule, Weighting, finalise_gradient
-from dreamer.objectives.common import PromptVariants, draw_noise, guided_noise, output, weight
+from dreamer.objectives.base import ObjectiveOutput, TimestepSchedule, Weighting
+from dreamer.objectives.common import (
+    ConfiguredObjective,
+    GuidedConfig,
+    PromptVariants,
+    draw_t_and_noise,
+    guided_noise,
+    output,
+    weighted_gradient,
+)
 from dreamer.priors.base import Prior, Prompt, Views
 
 SourceRenderer = Callable[[Views, int, int], Tensor]
 
 
-class DDSConfig(Strict):
+class DDSConfig(GuidedConfig):
     name: Literal["dds"] = "dds"
     #: the prompt that describes the source (unedited) renders
     source_prompt: str = ""
-    guidance_scale: float = 7.5
     weighting: Weighting = "uniform"
     #: the notebook's t ~ U{50, ..., 948}
     timesteps: TimestepSchedule = TimestepSchedule(t_min=0.05, t_max=0.949)
-    grad_clip: float | None = None
 
 
-class DDS(Objective):
+class DDS(ConfiguredObjective):
+    cfg: DDSConfig
+
     def __init__(self, prior: Prior, cfg: DDSConfig, source: SourceRenderer | None = None) -> None:
-        super().__init__(prior)
-        self.cfg = cfg
+        super().__init__(prior, cfg)
         self.source = source
         self.variants = PromptVariants(prior)
 
@@ -57,11 +63,7 @@ class DDS(Objective):
         if self.source is None:
             raise DreamerError("DDS needs the source renders: call set_source() first")
         x = self.prior.encode(images)
-        t = self.cfg.timesteps.sample(
-            x.shape[0], step, total_steps, self.prior.num_train_timesteps, generator
-        )
-        t = t.to(x.device)
-        noise = draw_noise(x, generator)
+        t, noise = draw_t_and_noise(self.prior, self.cfg.timesteps, x, step, total_steps, generator)
         src_prompt = self.variants.get(self.cfg.source_prompt, prompt.negative)
         with torch.no_grad():
             x_src = self.prior.encode(self.source(views, images.shape[1], images.shape[2]).to(images))
@@ -70,8 +72,5 @@ class DDS(Objective):
             s = self.cfg.guidance_scale
             eps_tgt = guided_noise(self.prior, x_t, t, prompt, views, s)
             eps_src = guided_noise(self.prior, x_src_t, t, src_prompt, views, s)
-            alpha, sigma = self.prior.alpha_sigma(t)
-            g = finalise_gradient(
-                eps_tgt - eps_src, weight(self.cfg.weighting, alpha, sigma), self.cfg.grad_clip
-            )
+            g = weighted_gradient(self.prior, self.cfg, eps_tgt - eps_src, t)
         return output(x, g, t)

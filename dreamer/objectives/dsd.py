@@ -15,23 +15,15 @@ from typing import Literal
 
 from torch import Tensor
 
-from dreamer.config import Ramp, Strict, scheduled
-from dreamer.objectives.base import TimestepSchedule, Weighting
-from dreamer.objectives.lora import LoRAConfig
-from dreamer.objectives.perp_neg import PerpNegConfig
-from dreamer.objectives.vsd import VSD_TIMESTEPS, VariationalObjective
+from dreamer.config import Ramp, scheduled
+from dreamer.objectives.vsd import VariationalConfig, VariationalObjective
 from dreamer.priors.base import Prompt, Views
 
 
-class DSDConfig(Strict):
+class DSDConfig(VariationalConfig):
     name: Literal["dsd"] = "dsd"
     cfg_weight: float | Ramp = 7.0
     variational_weight: float | Ramp = 0.5
-    weighting: Weighting = "sds"
-    timesteps: TimestepSchedule = VSD_TIMESTEPS
-    grad_clip: float | None = None
-    lora: LoRAConfig = LoRAConfig()
-    perp_neg: PerpNegConfig = PerpNegConfig()
 
 
 class DSD(VariationalObjective):

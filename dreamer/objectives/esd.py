@@ -11,23 +11,16 @@ from typing import Literal
 
 from torch import Tensor
 
-from dreamer.config import Ramp, Strict, scheduled
-from dreamer.objectives.base import TimestepSchedule, Weighting
-from dreamer.objectives.lora import FakeBranch, LoRAConfig
-from dreamer.objectives.perp_neg import PerpNegConfig
-from dreamer.objectives.vsd import VSD_TIMESTEPS, VariationalObjective
+from dreamer.config import Ramp, scheduled
+from dreamer.objectives.lora import FakeBranch
+from dreamer.objectives.vsd import VariationalConfig, VariationalObjective
 
 
-class ESDConfig(Strict):
+class ESDConfig(VariationalConfig):
     name: Literal["esd"] = "esd"
     guidance_scale: float = 7.5
     #: entropy weight lam (the authors suggest 0.5; scene dependent)
     entropy_weight: float | Ramp = 0.5
-    weighting: Weighting = "sds"
-    timesteps: TimestepSchedule = VSD_TIMESTEPS
-    grad_clip: float | None = None
-    lora: LoRAConfig = LoRAConfig()
-    perp_neg: PerpNegConfig = PerpNegConfig()
 
 
 class ESD(VariationalObjective):

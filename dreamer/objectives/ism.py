@@ -13,26 +13,30 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from dreamer.config import Ramp, Strict, scheduled
-from dreamer.objectives.base import Objective, ObjectiveOutput, TimestepSchedule, finalise_gradient
-from dreamer.objectives.common import PromptVariants, bshape, guided_noise, output, weight
-from dreamer.objectives.perp_neg import PerpNegConfig
+from dreamer.config import Ramp, scheduled
+from dreamer.objectives.base import ObjectiveOutput, TimestepSchedule
+from dreamer.objectives.common import (
+    ConfiguredObjective,
+    PerpNegGuidedConfig,
+    PromptVariants,
+    bshape,
+    guided_noise,
+    output,
+    weighted_gradient,
+)
 from dreamer.priors.base import Prior, Prompt, Views
 
 
-class ISMConfig(Strict):
+class ISMConfig(PerpNegGuidedConfig):
     name: Literal["ism"] = "ism"
-    guidance_scale: float = 7.5
     #: delta_T in timesteps: 100 -> 50 over the 1500-step warm-up
     interval: float | Ramp = Ramp(start=0, end=1500, v0=100.0, v1=50.0)
     #: inversion from 0 to s in strides of ``inversion_stride``, at most ``inversion_steps`` of them
     inversion_stride: int = 200
     inversion_steps: int = 5
-    weighting: Literal["sigma_ve", "sds", "uniform"] = "sigma_ve"
+    weighting: Literal["sigma_ve", "sds", "uniform"] = "sigma_ve"  # type: ignore[assignment]
     #: U[0.02, 0.5), extended towards 0.98 during a 1500-step warm-up
     timesteps: TimestepSchedule = TimestepSchedule(t_max=Ramp(start=0, end=1500, v0=0.98, v1=0.5))
-    grad_clip: float | None = None
-    perp_neg: PerpNegConfig = PerpNegConfig()
 
 
 def ddim_step(x_a: Tensor, eps: Tensor, a_a: Tensor, s_a: Tensor, a_b: Tensor, s_b: Tensor) -> Tensor:
@@ -41,10 +45,11 @@ def ddim_step(x_a: Tensor, eps: Tensor, a_a: Tensor, s_a: Tensor, a_b: Tensor, s
     return bshape(a_b, x_a) * x0 + bshape(s_b, x_a) * eps
 
 
-class ISM(Objective):
+class ISM(ConfiguredObjective):
+    cfg: ISMConfig
+
     def __init__(self, prior: Prior, cfg: ISMConfig) -> None:
-        super().__init__(prior)
-        self.cfg = cfg
+        super().__init__(prior, cfg)
         self.variants = PromptVariants(prior)
 
     def _null_eps(self, x: Tensor, t: Tensor, null: Prompt, views: Views) -> Tensor:
@@ -83,8 +88,5 @@ class ISM(Objective):
             eps_hat = guided_noise(
                 self.prior, x_t, t, prompt, views, self.cfg.guidance_scale, self.cfg.perp_neg
             )
-            alpha, sigma = self.prior.alpha_sigma(t)
-            g = finalise_gradient(
-                eps_hat - eps_s, weight(self.cfg.weighting, alpha, sigma), self.cfg.grad_clip
-            )
+            g = weighted_gradient(self.prior, self.cfg, eps_hat - eps_s, t)
         return output(x, g, t, inversion_steps=n_steps)

@@ -12,9 +12,16 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from dreamer.config import Strict
-from dreamer.objectives.base import Objective, ObjectiveOutput, TimestepSchedule, Weighting, finalise_gradient
-from dreamer.objectives.common import PromptVariants, bshape, draw_noise, output, weight
+from dreamer.objectives.base import ObjectiveOutput
+from dreamer.objectives.common import (
+    ConfiguredObjective,
+    GuidedConfig,
+    PromptVariants,
+    bshape,
+    draw_t_and_noise,
+    output,
+    weighted_gradient,
+)
 from dreamer.priors.base import Prior, Prompt, Views
 
 QUALITY_NEGATIVE = (
@@ -22,22 +29,19 @@ QUALITY_NEGATIVE = (
 )
 
 
-class NFSDConfig(Strict):
+class NFSDConfig(GuidedConfig):
     name: Literal["nfsd"] = "nfsd"
-    guidance_scale: float = 7.5
     #: y-, used when the run has no negative prompt of its own
     negative_prompt: str = QUALITY_NEGATIVE
     #: below this timestep (of T) the domain direction is eps(null) alone
     domain_threshold: float = 0.2
-    weighting: Weighting = "sds"
-    timesteps: TimestepSchedule = TimestepSchedule()
-    grad_clip: float | None = None
 
 
-class NFSD(Objective):
+class NFSD(ConfiguredObjective):
+    cfg: NFSDConfig
+
     def __init__(self, prior: Prior, cfg: NFSDConfig) -> None:
-        super().__init__(prior)
-        self.cfg = cfg
+        super().__init__(prior, cfg)
         self.variants = PromptVariants(prior)
 
     def __call__(
@@ -50,18 +54,15 @@ class NFSD(Objective):
         generator: torch.Generator,
     ) -> ObjectiveOutput:
         x = self.prior.encode(images)
-        num_train = self.prior.num_train_timesteps
-        t = self.cfg.timesteps.sample(x.shape[0], step, total_steps, num_train, generator).to(x.device)
-        noise = draw_noise(x, generator)
+        t, noise = draw_t_and_noise(self.prior, self.cfg.timesteps, x, step, total_steps, generator)
         with torch.no_grad():
             x_t = self.prior.add_noise(x.detach(), noise, t)
             null = self.variants.null(prompt)
             eps_y, eps_null = self.prior.predict_noise(x_t, t, null, views, ("cond", "uncond"))
             neg = prompt if prompt.negative else self.variants.get(prompt.text, self.cfg.negative_prompt)
             eps_neg = self.prior.predict_noise(x_t, t, neg, views, ("uncond",))[0]
-            late = bshape((t >= self.cfg.domain_threshold * num_train).to(x_t.dtype), x_t)
+            late = bshape((t >= self.cfg.domain_threshold * self.prior.num_train_timesteps).to(x_t.dtype), x_t)
             delta_d = eps_null - late * eps_neg
             direction = delta_d + self.cfg.guidance_scale * (eps_y - eps_null)
-            alpha, sigma = self.prior.alpha_sigma(t)
-            g = finalise_gradient(direction, weight(self.cfg.weighting, alpha, sigma), self.cfg.grad_clip)
+            g = weighted_gradient(self.prior, self.cfg, direction, t)
         return output(x, g, t)

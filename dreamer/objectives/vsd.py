@@ -15,9 +15,16 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from dreamer.config import Ramp, Strict
-from dreamer.objectives.base import Objective, ObjectiveOutput, TimestepSchedule, Weighting, finalise_gradient
-from dreamer.objectives.common import draw_noise, guided_noise, output, weight
+from dreamer.config import Ramp
+from dreamer.objectives.base import ObjectiveOutput, TimestepSchedule
+from dreamer.objectives.common import (
+    ConfiguredObjective,
+    WeightedConfig,
+    draw_t_and_noise,
+    guided_noise,
+    output,
+    weighted_gradient,
+)
 from dreamer.objectives.lora import FakeBranch, FakeScore, LoRAConfig, LoRAFakeScore
 from dreamer.objectives.perp_neg import PerpNegConfig
 from dreamer.priors.base import Prior, Prompt, Views
@@ -26,18 +33,21 @@ from dreamer.priors.base import Prior, Prompt, Views
 VSD_TIMESTEPS = TimestepSchedule(t_max=Ramp(start=5000, end=5000, v0=0.98, v1=0.5))
 
 
-class VSDConfig(Strict):
-    name: Literal["vsd"] = "vsd"
-    #: diffusers-convention CFG scale of the teacher
-    guidance_scale: float = 7.5
-    weighting: Weighting = "sds"
+class VariationalConfig(WeightedConfig):
+    """What VSD, ESD and DSD share: VSD's t schedule, the LoRA fake score and the optional Perp-Neg."""
+
     timesteps: TimestepSchedule = VSD_TIMESTEPS
-    grad_clip: float | None = None
     lora: LoRAConfig = LoRAConfig()
     perp_neg: PerpNegConfig = PerpNegConfig()
 
 
-class VariationalObjective(Objective):
+class VSDConfig(VariationalConfig):
+    name: Literal["vsd"] = "vsd"
+    #: diffusers-convention CFG scale of the teacher
+    guidance_scale: float = 7.5
+
+
+class VariationalObjective(ConfiguredObjective):
     """Teacher eps vs a trained fake score; subclasses define the combination.
 
     ``cfg`` is a VSD, ESD or DSD config; ``fake_score`` overrides the LoRA (analytic priors).
@@ -46,9 +56,10 @@ class VariationalObjective(Objective):
     #: which fake-score branches ``direction`` needs
     fake_branches: tuple[FakeBranch, ...] = ("camera",)
 
+    cfg: Any
+
     def __init__(self, prior: Prior, cfg: Any, fake_score: FakeScore | None = None) -> None:
-        super().__init__(prior)
-        self.cfg = cfg
+        super().__init__(prior, cfg)
         self.fake = fake_score if fake_score is not None else LoRAFakeScore(prior, cfg.lora)
 
     def teacher(self, x_t: Tensor, t: Tensor, prompt: Prompt, views: Views, step: int) -> Tensor:
@@ -68,22 +79,13 @@ class VariationalObjective(Objective):
         generator: torch.Generator,
     ) -> ObjectiveOutput:
         x = self.prior.encode(images)
-        t = self.cfg.timesteps.sample(
-            x.shape[0], step, total_steps, self.prior.num_train_timesteps, generator
-        )
-        t = t.to(x.device)
-        noise = draw_noise(x, generator)
+        t, noise = draw_t_and_noise(self.prior, self.cfg.timesteps, x, step, total_steps, generator)
         with torch.no_grad():
             x_t = self.prior.add_noise(x.detach(), noise, t)
             eps_hat = self.teacher(x_t, t, prompt, views, step)
             self.fake.observe(x.detach())
             fake = self.fake.noise(x_t, t, prompt, views, self.fake_branches)
-            alpha, sigma = self.prior.alpha_sigma(t)
-            g = finalise_gradient(
-                self.direction(eps_hat, fake, step),
-                weight(self.cfg.weighting, alpha, sigma),
-                self.cfg.grad_clip,
-            )
+            g = weighted_gradient(self.prior, self.cfg, self.direction(eps_hat, fake, step), t)
         fake_loss = self.fake.train(x.detach(), views, prompt, generator)
         return output(x, g, t, fake_loss=fake_loss)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.jobs.conftest import DUCK, REPO, TINY
+from tests.studio_fixtures import DUCK, REPO, TINY
 
 
 def free_port() -> int:

@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from tests.jobs.conftest import REPO
+from tests.studio_fixtures import REPO
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 

@@ -11,26 +11,13 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
 from app.server import create_app  # noqa: E402
-from dreamer.jobs.config import StudioConfig  # noqa: E402
-from tests.jobs.conftest import DUCK, TINY  # noqa: E402
+from tests.studio_fixtures import duck_studio_config  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _app(tmp_root):
-    config = StudioConfig(
-        root=tmp_root,
-        default_prior=f"reference:{DUCK}",
-        default_overrides=dict(TINY),
-        reference_dirs=[DUCK.parent],
-        model_dirs=[],
-        allowed_priors=[],
-        max_queued=10_000,
-        max_queued_per_user=10_000,
-        tokens={},
-        passwords={},
-        device="cpu",
-    )
+    config = duck_studio_config(tmp_root, max_queued=10_000, max_queued_per_user=10_000)
     return create_app(config, start_workers=False, with_ui=False)
 
 

@@ -22,13 +22,8 @@ from dreamer.priors.analytic import GaussianPrior, MixturePrior
 SIGMA_P = torch.tensor([[1.0, 0.6], [0.6, 0.61]])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These loops run on tiny tensors, where thread hand-offs cost more than the arithmetic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: these loops run on tiny tensors, where thread hand-offs cost more than the arithmetic
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mixture() -> MixturePrior:

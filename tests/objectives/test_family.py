@@ -14,27 +14,15 @@ from dreamer.objectives.perp_neg import PerpNegConfig, perp_neg_combine, perpend
 from dreamer.objectives.select import OBJECTIVES, ObjectiveConfig, build_objective
 from dreamer.priors.analytic import MixturePrior
 from dreamer.priors.base import Views
-from dreamer.priors.diffusers_prior import DiffusersPrior, load_diffusers_prior
-from tests.tiny_models import make_tiny_sd
+from dreamer.priors.diffusers_prior import DiffusersPrior
+from tests.objectives.conftest import tiny_sd_prior
 
-CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch):
-    """Offline, and one thread: the tiny networks lose more to thread hand-offs than they gain."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("offline_one_thread")
 
 
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory: pytest.TempPathFactory) -> DiffusersPrior:
-    root = tmp_path_factory.mktemp("family")
-    path = make_tiny_sd(root / "sd")
-    return load_diffusers_prior(str(path), CPU, cache_dir=root / "cache", keep_text_encoder=True)
+    return tiny_sd_prior(tmp_path_factory, "family", keep_text_encoder=True)
 
 
 def views(n: int = 2) -> Views:

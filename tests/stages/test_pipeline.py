@@ -67,12 +67,12 @@ def test_generate_writes_every_output(box_path, tmp_path):
 def test_an_interrupted_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_one(box_path, tmp_path):
     straight = generate(_request(box_path, tmp_path / "straight"))
 
-    def interrupt_at_step_13(event):
-        if event.stage == "coarse" and event.step == 13:
+    def interrupt_at_step_19(event):
+        if event.stage == "coarse" and event.step == 19:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        generate(_request(box_path, tmp_path / "killed"), interrupt_at_step_13)
+        generate(_request(box_path, tmp_path / "killed"), interrupt_at_step_19)
     killed = tmp_path / "killed"
     run = json.loads((killed / "run.json").read_text())
     assert run["status"] == "interrupted"
