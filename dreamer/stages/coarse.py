@@ -57,6 +57,8 @@ class CoarseConfig(Strict):
     densify: DensifyConfig = DensifyConfig()
     checkpoint_every: PositiveInt = 100
     preview_every: PositiveInt = 50
+    #: wall-clock budget of the stage; past it the remaining steps are skipped (None = no limit)
+    max_seconds: Annotated[float, Field(gt=0)] | None = None
 
 
 _PARAM_LR = {
@@ -114,6 +116,7 @@ def run_coarse(ctx: RunContext, gaussians: Gaussians) -> Gaussians:
     prompt = ctx.embedded_prompt
     res = cfg.resolution
     started = time.perf_counter()
+    info = ctx.stage_info.setdefault("coarse", {})
     bar = tqdm(total=cfg.steps, initial=start, desc="coarse", unit="step", dynamic_ncols=True, leave=False)
 
     def save_checkpoint(step: int) -> None:
@@ -130,6 +133,10 @@ def run_coarse(ctx: RunContext, gaussians: Gaussians) -> Gaussians:
             torch.save(payload, tmp)
 
     for step in range(start, cfg.steps):
+        if step > start and cfg.max_seconds is not None and time.perf_counter() - started > cfg.max_seconds:
+            info["stopped_at_step"] = step
+            info["reason"] = f"time budget of {cfg.max_seconds:g} s"
+            break
         set_learning_rates(optimizer, cfg.lr, step)
         c = cfg.cameras
         cams = sample_orbit_cameras(cfg.batch_size, camera_gen, c.elevation, c.radius, c.fovy)
@@ -153,4 +160,5 @@ def run_coarse(ctx: RunContext, gaussians: Gaussians) -> Gaussians:
             save_checkpoint(done)
         ctx.report("coarse", done, cfg.steps, started, f"{len(gaussians)} Gaussians", preview)
     bar.close()
+    info["gaussians"] = len(gaussians)
     return gaussians

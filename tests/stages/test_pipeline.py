@@ -123,3 +123,11 @@ def test_an_unreadable_mesh_is_one_clear_error(tmp_path):
         generate(GenerateRequest("a thing", tmp_path / "out", preset="cpu", prior=f"reference:{bad}", overrides=TINY))
     assert "\n" not in str(err.value)
     assert os.path.basename(bad) in str(err.value)
+
+
+def test_the_coarse_time_budget_ends_the_stage_early_and_says_so(box_path, tmp_path):
+    overrides = {**TINY, "coarse.max_seconds": 1e-3}
+    out = generate(_request(box_path, tmp_path / "run", overrides=overrides))
+    coarse = json.loads((out / "run.json").read_text())["stages"]["coarse"]
+    assert coarse["stopped_at_step"] == 1 and "time budget" in coarse["reason"]
+    assert (out / "model.glb").is_file()
