@@ -233,8 +233,9 @@ def build_ui(service: JobService) -> gr.Blocks:
             [prompt, negative, preset, seed, randomise, steps, faces, texture, identity],
             [job_id, identity, status, seed],
             api_visibility="private",
+            api_name="ui_submit",  # not "submit": that name belongs to the gradio_client endpoint
         )
-        stop.click(cancel, [job_id, identity], [status], api_visibility="private")
+        stop.click(cancel, [job_id, identity], [status], api_visibility="private", api_name="ui_cancel")
         history.select(pick, [identity], [job_id, identity], api_visibility="private")
         timer.tick(
             refresh,

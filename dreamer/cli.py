@@ -98,6 +98,7 @@ def _stage_printer(quiet: bool):
 def cmd_generate(args: argparse.Namespace) -> int:
     from dreamer.preset_files import default_preset, parse_override, read_preset, resolve_preset_path
     from dreamer.priors.load import check_prior_available
+    from dreamer.prompts import check_prompt
 
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"
@@ -120,6 +121,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         overrides["texture.resolution"] = args.texture_size
 
     # Missing weights are the commonest first-run failure: report them before importing torch.
+    check_prompt(args.prompt)
     preset = args.preset or default_preset()
     prior = args.prior or overrides.get("prior") or read_preset(resolve_preset_path(preset)).get("prior")
     if isinstance(prior, str):

@@ -36,7 +36,8 @@ def test_missing_weights_fail_fast_with_one_line(tmp_path):
         (["generate", "a cup", "--preset", "nope"], "unknown preset 'nope'"),
         (["generate", "a cup", "--steps", "-4"], "--steps: must be positive"),
         (["generate", "a cup", "--prior", "reference:/no/such.glb"], "does not exist"),
-        (["generate", "a cup", "--set", "coarse.stpes=3"], "coarse.stpes: unknown field"),
+        (["generate", "a cup", "--prior", "reference:assets/demo/duck.glb", "--set", "coarse.stpes=3"],
+         "coarse.stpes: unknown field"),
         (["generate"], "give a prompt"),
     ],
 )

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dreamer.errors import DreamerError
 from dreamer.jobs.config import StudioConfig
+from dreamer.prompts import MAX_PROMPT_CHARS
 
-MAX_PROMPT_CHARS = 1000
 MAX_SEED = 2**31 - 1
 _REFERENCE = "reference:"
 _REFERENCE_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".off")
@@ -114,7 +114,7 @@ def validate_request(request: JobRequest, config: StudioConfig) -> dict:
 
     from dreamer.preset_files import preset_names
     from dreamer.presets import load_preset
-    from dreamer.stages.pipeline import check_prompt
+    from dreamer.prompts import check_prompt
 
     texts = [
         request.prompt,

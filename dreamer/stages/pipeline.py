@@ -31,6 +31,7 @@ from dreamer.export.files import write_json
 from dreamer.preset_files import default_preset
 from dreamer.presets import RunConfig, config_from_dict, load_preset
 from dreamer.priors.load import check_prior_available
+from dreamer.prompts import check_prompt
 from dreamer.representations.gaussians import Gaussians, gaussians_from_state
 from dreamer.representations.mesh import TexturedMesh
 from dreamer.stages.coarse import run_coarse
@@ -41,7 +42,6 @@ from dreamer.stages.init import run_init
 from dreamer.stages.texture import run_texture
 
 STAGES = ("init", "coarse", "extract", "texture", "export")
-MAX_PROMPT_CHARS = 1000
 _LIBRARIES = ("torch", "diffusers", "transformers", "gsplat", "trimesh", "xatlas", "numpy", "pydantic")
 
 
@@ -55,15 +55,6 @@ class GenerateRequest:
     seed: int = 0
     device: str | None = None
     overrides: dict[str, object] = field(default_factory=dict)
-
-
-def check_prompt(prompt: str) -> str:
-    prompt = prompt.strip()
-    if not prompt:
-        raise DreamerError('the prompt is empty: describe the object, e.g. dreamer generate "a wooden chair"')
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise DreamerError(f"the prompt is {len(prompt)} characters long; keep it under {MAX_PROMPT_CHARS}")
-    return prompt
 
 
 def resolve_device(name: str) -> torch.device:
