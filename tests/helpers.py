@@ -14,6 +14,21 @@ import trimesh
 from dreamer.representations.mesh import TexturedMesh
 
 REPO = Path(__file__).resolve().parents[1]
+#: preset overrides that make a whole pipeline run take seconds (tests only)
+TINY_RUN = {
+    "coarse.steps": 20,
+    "coarse.resolution": 32,
+    "coarse.batch_size": 1,
+    "init.num_points": 300,
+    "extract.grid_resolution": 48,
+    "extract.calibration_views": 4,
+    "extract.calibration_resolution": 48,
+    "extract.target_faces": 2000,
+    "texture.resolution": 128,
+    "texture.bake_resolution": 64,
+    "texture.bake_azimuths": 4,
+    "export.preview_size": 64,
+}
 
 
 def coloured_box(extents=(0.8, 0.6, 0.5), seed: int = 0) -> TexturedMesh:

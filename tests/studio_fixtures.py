@@ -9,23 +9,10 @@ from typing import Any
 import pytest
 
 from dreamer.jobs.config import StudioConfig
+from tests.helpers import REPO, TINY_RUN
 
-REPO = Path(__file__).resolve().parents[1]
 DUCK = REPO / "assets" / "demo" / "duck.glb"
-TINY = {
-    "coarse.steps": 20,
-    "coarse.resolution": 32,
-    "coarse.batch_size": 1,
-    "init.num_points": 300,
-    "extract.grid_resolution": 48,
-    "extract.calibration_views": 4,
-    "extract.calibration_resolution": 48,
-    "extract.target_faces": 2000,
-    "texture.resolution": 128,
-    "texture.bake_resolution": 64,
-    "texture.bake_azimuths": 4,
-    "export.preview_size": 64,
-}
+TINY = TINY_RUN
 
 
 def duck_studio_config(root: Path, **fields: Any) -> StudioConfig:

@@ -10,9 +10,10 @@ from dreamer.errors import DreamerError
 from dreamer.representations.gaussians import gaussians_from_state
 from dreamer.representations.mesh_io import load_mesh
 from dreamer.stages.pipeline import GenerateRequest, generate, resume
-from tests.helpers import coloured_box, save_glb
+from tests.helpers import TINY_RUN, coloured_box, save_glb
 
 TINY = {
+    **TINY_RUN,
     "coarse.steps": 24,
     "coarse.resolution": 48,
     "coarse.batch_size": 2,
@@ -21,14 +22,6 @@ TINY = {
     "coarse.densify.every": 6,
     "coarse.densify.stop": 20,
     "init.num_points": 400,
-    "extract.grid_resolution": 48,
-    "extract.calibration_views": 4,
-    "extract.calibration_resolution": 48,
-    "extract.target_faces": 2000,
-    "texture.resolution": 128,
-    "texture.bake_resolution": 64,
-    "texture.bake_azimuths": 4,
-    "export.preview_size": 64,
 }
 
 
