@@ -46,11 +46,6 @@ def coloured_box(extents=(0.8, 0.6, 0.5), seed: int = 0) -> TexturedMesh:
     return TexturedMesh(vertices, faces, vertex_colors=np.repeat(colours, 3, axis=0))
 
 
-def save_glb(mesh: TexturedMesh, path) -> None:
-    colours = (np.concatenate([mesh.vertex_colors, np.ones((len(mesh.vertices), 1))], 1) * 255).astype(np.uint8)
-    trimesh.Trimesh(mesh.vertices, mesh.faces, vertex_colors=colours, process=False).export(path)
-
-
 def gltf_validator_report(path: Path) -> dict:
     """The Khronos glTF validator's report on a GLB (npm package, run through node)."""
     if shutil.which("node") is None:

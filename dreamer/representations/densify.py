@@ -9,7 +9,8 @@ from pydantic import model_validator
 from torch import Tensor, nn
 
 from dreamer.config import Strict
-from dreamer.representations.gaussians import PARAM_NAMES, Gaussians, quat_to_rotmat
+from dreamer.representations.gaussians import PARAM_NAMES, Gaussians
+from renderers.gaussians.torch_backend import quat_to_rotmat
 
 
 class DensifyConfig(Strict):

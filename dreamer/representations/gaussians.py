@@ -18,22 +18,10 @@ from dreamer.errors import DreamerError
 from dreamer.export.files import atomic_path
 from dreamer.representations.base import RenderOut
 from renderers.gaussians import rasterize_gaussians
+from renderers.gaussians.torch_backend import quat_to_rotmat
 
 SH_C0 = 0.28209479177387814
 PARAM_NAMES = ("means", "log_scales", "quats", "opacity_logits", "color_logits")
-
-
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """[N, 4] unit quaternions (wxyz) -> [N, 3, 3] rotation matrices."""
-    w, x, y, z = quats.unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        -1,
-    ).view(-1, 3, 3)
 
 
 def _logit(p: Tensor) -> Tensor:

@@ -1,10 +1,11 @@
 import torch
 
 from dreamer.cameras import orbit_cameras
+from dreamer.export.mesh_export import save_glb
 from dreamer.priors.base import Views
 from dreamer.priors.load import load_prior
 from dreamer.priors.reference import ReferencePrior
-from tests.helpers import coloured_box, save_glb
+from tests.helpers import coloured_box
 
 
 def _prior():

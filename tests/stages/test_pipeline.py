@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from dreamer.errors import DreamerError
+from dreamer.export.mesh_export import save_glb
 from dreamer.representations.gaussians import gaussians_from_state
 from dreamer.representations.mesh_io import load_mesh
 from dreamer.stages.pipeline import GenerateRequest, generate, resume
-from tests.helpers import TINY_RUN, coloured_box, save_glb
+from tests.helpers import TINY_RUN, coloured_box
 
 TINY = {
     **TINY_RUN,
