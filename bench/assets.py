@@ -6,6 +6,7 @@ ball (max radius < 0.9). Colours come per part:
 
 * table  - slab top + 4 legs of width 0.06; face colours (un-welded, one colour per face)
 * mug    - cup with a real hollow inside and a torus handle (a through-hole); vertex colours
+* cup    - a hollow cup coloured the same inside and out: only shading reveals the cavity
 * crate  - a box with a base-colour texture: planks, and an asymmetric symbol on the front only
 * duck   - body, head, beak and eyes from unioned ellipsoids; vertex colours per part
 * chair  - seat, back and 4 thin legs; face colours
@@ -149,6 +150,14 @@ def mug() -> TexturedMesh:
     return _vertex_coloured(vertices, faces, part_id, colour)
 
 
+def cup() -> TexturedMesh:
+    """A plain cup (outer r 0.4, height 0.8, cavity 0.62 deep), one colour inside and out."""
+    body = _cylinder_y(0.40, -0.40, 0.40)
+    cavity = _cylinder_y(0.34, -0.22, 0.6)
+    colour = (0.80, 0.45, 0.30)
+    return _face_coloured(*_solid([(body, colour), (cavity, colour)], combine=lambda b, c: b - c))
+
+
 def duck() -> TexturedMesh:
     """Body, head, beak (pointing +z) and two eyes, each a coloured ellipsoid, unioned."""
     yellow = (1.0, 0.82, 0.10)
@@ -222,6 +231,7 @@ def crate(half: float = 0.45, tile: int = 256) -> TexturedMesh:
 ASSETS: dict[str, Callable[[], TexturedMesh]] = {
     "table": table,
     "mug": mug,
+    "cup": cup,
     "crate": crate,
     "duck": duck,
     "chair": chair,

@@ -10,6 +10,9 @@ Sections:
 * ``gaussians``: ``rasterize_gaussians`` with gsplat and with the torch backend, forward and
   forward+backward, 512x512, C=4 cameras, N in {20k, 100k} (the scene of ``bench_gaussians``),
   plus the max |difference| of rgb and alpha between the two backends on the same inputs.
+* ``polish``: the polish stage (``run_polish``) on a ~80k-face noisy sphere with the oracle
+  estimator, dreampolish settings (512 px, 4 views), seconds per step including the Large Steps
+  solve on the CPU; the issue asks for this figure.
 * ``mesh``: ``render_mesh`` with nvdiffrast and with the torch backend, 512x512, C=4, a ~100k-face
   sphere, forward and forward+backward, plus their agreement.
 * ``sds``: SD 2.1-base's UNet and VAE built from its published config with RANDOM weights (no
@@ -458,6 +461,63 @@ def bench_sds(run: Runner, sizes: Sizes, args: argparse.Namespace, gsplat_ok: bo
 
 
 # ----------------------------------------------------------------------------- driver
+def bench_polish(device: torch.device, smoke: bool) -> dict[str, Any]:
+    """Seconds per polish step at the dreampolish preset's sizes (oracle estimator)."""
+    import tempfile
+
+    import numpy as np
+    import trimesh
+
+    from dreamer.export.mesh_export import save_glb
+    from dreamer.presets import load_preset
+    from dreamer.representations.mesh import TexturedMesh
+    from dreamer.stages.context import RunContext
+    from dreamer.stages.polish import run_polish
+
+    steps = 3 if smoke else 20
+    preset = "cpu" if smoke else "dreampolish"
+    overrides = {"polish.steps": steps, "polish.estimator": "oracle", "polish.max_seconds": None}
+    if smoke:
+        overrides["polish.resolution"] = 48
+    cfg = load_preset(preset, overrides)
+    sphere = trimesh.creation.icosphere(subdivisions=4 if smoke else 6, radius=0.6)
+    rng = np.random.default_rng(0)
+    noisy = TexturedMesh(sphere.vertices * (1 + rng.normal(0, 0.01, (len(sphere.vertices), 1))), sphere.faces)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_glb(TexturedMesh(sphere.vertices, sphere.faces), Path(tmp) / "sphere.glb")
+        ctx = RunContext(
+            out=Path(tmp) / "run",
+            cfg=cfg,
+            prompt="a sphere",
+            negative="",
+            seed=0,
+            device=device,
+            prior_spec=f"reference:{path}",
+        )
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        run_polish(ctx, noisy)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall = time.perf_counter() - t0
+    result: dict[str, Any] = {
+        "preset": preset,
+        "faces": int(len(sphere.faces)),
+        "resolution": cfg.polish.resolution,
+        "views": cfg.polish.batch_size,
+        "steps": steps,
+        "seconds_per_step": round(wall / steps, 4),
+        "normal_error": [
+            ctx.stage_info["polish"].get("normal_error_start"),
+            ctx.stage_info["polish"].get("normal_error_end"),
+        ],
+    }
+    if device.type == "cuda":
+        result["peak_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return result
+
+
 def _available(module: str, device: torch.device) -> tuple[bool, str]:
     """Whether a CUDA backend can run here: imported and its extension loaded."""
     if device.type != "cuda":
@@ -493,7 +553,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--budget-s", type=float, default=300.0, help="wall-clock budget for all measurements")
     ap.add_argument("--repeats", type=int, default=10, help="timed calls per measurement (at most)")
     ap.add_argument("--max-s", type=float, default=4.0, help="stop a measurement's repeats after this long")
-    ap.add_argument("--sections", default="gaussians,mesh,sds", help="comma-separated subset to run")
+    ap.add_argument("--sections", default="gaussians,mesh,polish,sds", help="comma-separated subset to run")
     ap.add_argument("--no-gsplat", action="store_true", help="skip the gsplat backend")
     ap.add_argument("--no-nvdiffrast", action="store_true", help="skip the nvdiffrast backend")
     ap.add_argument("--channels-last", action="store_true", help="UNet and VAE in channels-last memory format")
@@ -536,7 +596,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         meta["memory_gib"] = round(props.total_memory / 2**30, 1)
     else:
         meta["threads"] = torch.get_num_threads()
-    report: dict[str, Any] = {"meta": meta, "gaussians": [], "mesh": [], "sds": {}}
+    report: dict[str, Any] = {"meta": meta, "gaussians": [], "mesh": [], "polish": {}, "sds": {}}
 
     def save() -> None:
         if path is None:
@@ -556,6 +616,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tasks.append(("gaussians", lambda: bench_gaussians(run, n0, sizes.image, sizes.cameras, g_backends)))
     if "mesh" in sections:
         tasks.append(("mesh", lambda: bench_mesh(run, sizes.mesh_faces, sizes.image, sizes.cameras, m_backends)))
+    if "polish" in sections:
+        tasks.append(("polish", lambda: bench_polish(device, args.smoke)))
     if "sds" in sections:
         tasks.append(("sds", lambda: bench_sds(run, sizes, args, gsplat_ok)))
     if "gaussians" in sections:
@@ -573,8 +635,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if isinstance(result, dict):
             result["section_s"] = round(time.perf_counter() - t0, 1)
         _free()  # the section's tensors died with its frame
-        if section == "sds":
-            report["sds"] = result
+        if section in ("sds", "polish"):
+            report[section] = result
         else:
             report[section].append(result)
         print(json.dumps(result), flush=True)
@@ -647,6 +709,12 @@ def print_summary(report: dict[str, Any]) -> None:
         10,
         _raster_agreement,
     )
+    polish = report.get("polish") or {}
+    if polish:
+        print(
+            f"polish: {polish.get('seconds_per_step', polish.get('error', '-'))} s/step "
+            f"({polish.get('faces')} faces, {polish.get('views')} x {polish.get('resolution')} px)"
+        )
     sds = report["sds"]
     if sds:
         print(

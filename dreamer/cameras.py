@@ -212,3 +212,21 @@ def sample_orbit_cameras(
 def framing_radius(fovy_deg: float, object_radius: float = 1.0, margin: float = 1.1) -> float:
     """Distance at which a ball of ``object_radius`` fills the vertical field of view (times margin)."""
     return margin * object_radius / math.sin(math.radians(fovy_deg) * 0.5)
+
+
+def sample_framed_cameras(
+    n: int,
+    generator: torch.Generator,
+    object_radius: float,
+    fovy_range: tuple[float, float] = (20.0, 70.0),
+    elevation_range: tuple[float, float] = (-10.0, 45.0),
+    margin_range: tuple[float, float] = (1.05, 1.3),
+) -> Cameras:
+    """Orbit cameras with varying fields of view, each at the distance that keeps a ball of
+    ``object_radius`` (centred at the origin) inside its frame: narrow lenses see details up
+    close, wide ones see the object with strong perspective (DreamPolish's polishing views).
+    """
+    cams = sample_orbit_cameras(n, generator, elevation_range, (1.0, 1.0), fovy_range)
+    margin = margin_range[0] + (margin_range[1] - margin_range[0]) * torch.rand(n, generator=generator)
+    radius = torch.tensor([framing_radius(float(f), object_radius, float(m)) for f, m in zip(cams.fovy_deg, margin)])
+    return orbit_cameras(cams.elevation_deg, cams.azimuth_deg, radius, cams.fovy_deg)

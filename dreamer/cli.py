@@ -4,6 +4,8 @@
                             [--seed N] [--out DIR] [--device cpu|cuda] [--steps N] [--faces N]
                             [--texture-size N] [--set KEY=VALUE ...]
     dreamer generate --resume OUT
+    dreamer edit OUT --prompt TEXT [--source-prompt TEXT] [--out DIR] [--steps N] [--seed N]
+                     [--device cpu|cuda] [--prior ID|PATH] [--set KEY=VALUE ...]
     dreamer presets
     dreamer serve | worker | jobs list|show|cancel      (the studio: see dreamer/jobs/cli.py)
 
@@ -68,6 +70,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--resume", type=Path, metavar="OUT", help="continue an interrupted run in OUT")
     gen.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ed = sub.add_parser("edit", help="refine a finished run toward a new prompt (DDS), into a new folder")
+    ed.add_argument("run", type=Path, metavar="OUT", help="a finished run folder; it is only read")
+    ed.add_argument("--prompt", required=True, help='the target prompt, e.g. "a red wooden chair"')
+    ed.add_argument(
+        "--source-prompt", help="what the run shows now; shared words are kept (default: the run's own prompt)"
+    )
+    ed.add_argument("--out", type=Path, metavar="DIR", help="output folder (default OUT-edit)")
+    ed.add_argument("--steps", type=_positive_int, help="edit steps (default 300)")
+    ed.add_argument("--seed", type=int, help="random seed (default: the run's)")
+    ed.add_argument("--device", choices=["cpu", "cuda"], help="default: the run's preset's")
+    ed.add_argument("--prior", help="diffusion model (alias, hub id, local folder); default: the run's")
+    ed.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of the edit, e.g. --set edit.objective.guidance_scale=15",
+    )
+    ed.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sub.add_parser("presets", help="list the presets: what each is for, expected time and memory")
 
@@ -148,6 +170,44 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_edit(args: argparse.Namespace) -> int:
+    from dreamer.preset_files import parse_override
+    from dreamer.priors.load import check_prior_available
+    from dreamer.prompts import check_prompt
+
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"
+    # user mistakes first, before torch is imported
+    check_prompt(args.prompt)
+    if args.source_prompt is not None:
+        check_prompt(args.source_prompt)
+    overrides = dict(parse_override(s) for s in args.set)
+    if args.steps is not None:
+        overrides["edit.steps"] = args.steps
+    if args.prior is not None:
+        check_prior_available(args.prior)
+
+    from dreamer.stages.edit import EditRequest, default_edit_out, edit
+
+    request = EditRequest(
+        source=args.run,
+        prompt=args.prompt,
+        source_prompt=args.source_prompt,
+        out=args.out or default_edit_out(args.run),
+        prior=args.prior,
+        seed=args.seed,
+        device=args.device,
+        overrides=overrides,
+    )
+    try:
+        out = edit(request, _stage_printer(args.quiet))
+    except KeyboardInterrupt:
+        print(f"interrupted: resume with  dreamer generate --resume {request.out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(out / "model.glb")
+    return 0
+
+
 def cmd_presets(_: argparse.Namespace) -> int:
     from dreamer.preset_files import preset_names
     from dreamer.presets import load_preset
@@ -163,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return cmd_generate(args)
+        if args.command == "edit":
+            return cmd_edit(args)
         if args.command == "presets":
             return cmd_presets(args)
         from dreamer.jobs.cli import dispatch

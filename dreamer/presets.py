@@ -12,9 +12,11 @@ from typing import Literal
 from dreamer.config import Strict, validate
 from dreamer.preset_files import apply_overrides, read_preset, resolve_preset_path
 from dreamer.stages.coarse import CoarseConfig
+from dreamer.stages.edit import EditConfig
 from dreamer.stages.export import ExportConfig
 from dreamer.stages.extract import ExtractConfig
 from dreamer.stages.init import InitConfig
+from dreamer.stages.polish import PolishConfig
 from dreamer.stages.texture import TextureConfig
 
 
@@ -35,8 +37,11 @@ class RunConfig(Strict):
     init: InitConfig = InitConfig()
     coarse: CoarseConfig = CoarseConfig()
     extract: ExtractConfig = ExtractConfig()
+    polish: PolishConfig = PolishConfig()
     texture: TextureConfig = TextureConfig()
     export: ExportConfig = ExportConfig()
+    #: DDS editing of a finished run (dreamer edit); not used by dreamer generate
+    edit: EditConfig = EditConfig()
 
 
 def load_preset(name_or_file: str, overrides: dict[str, object] | None = None) -> RunConfig:

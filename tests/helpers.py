@@ -24,9 +24,14 @@ TINY_RUN = {
     "extract.calibration_views": 4,
     "extract.calibration_resolution": 48,
     "extract.target_faces": 2000,
+    "polish.steps": 3,
+    "polish.resolution": 32,
     "texture.resolution": 128,
     "texture.bake_resolution": 64,
     "texture.bake_azimuths": 4,
+    "texture.refine.steps": 2,
+    "texture.refine.resolution": 32,
+    "texture.refine.detail": 32,
     "export.preview_size": 64,
 }
 
@@ -37,8 +42,12 @@ def coloured_box(extents=(0.8, 0.6, 0.5), seed: int = 0) -> TexturedMesh:
     tri = box.vertices[box.faces]  # [F, 3, 3]
     normals = box.face_normals
     palette = {
-        (1, 0, 0): (0.9, 0.1, 0.1), (-1, 0, 0): (0.1, 0.9, 0.1), (0, 1, 0): (0.1, 0.1, 0.9),
-        (0, -1, 0): (0.9, 0.9, 0.1), (0, 0, 1): (0.9, 0.1, 0.9), (0, 0, -1): (0.1, 0.9, 0.9),
+        (1, 0, 0): (0.9, 0.1, 0.1),
+        (-1, 0, 0): (0.1, 0.9, 0.1),
+        (0, 1, 0): (0.1, 0.1, 0.9),
+        (0, -1, 0): (0.9, 0.9, 0.1),
+        (0, 0, 1): (0.9, 0.1, 0.9),
+        (0, 0, -1): (0.1, 0.9, 0.9),
     }
     colours = np.array([palette[tuple(np.round(n).astype(int))] for n in normals], np.float32)
     vertices = tri.reshape(-1, 3)
@@ -59,3 +68,30 @@ def gltf_validator_report(path: Path) -> dict:
     )
     assert proc.returncode in (0, 1), f"validator did not run (npm ci?): {proc.stderr}"
     return json.loads(proc.stdout)
+
+
+def fake_finished_run(folder: Path, prior: str, prompt: str = "a box", status: str = "succeeded") -> Path:
+    """A run folder holding only what ``dreamer edit`` reads first (run.json, checkpoints/coarse.pt),
+    for the error paths: no pipeline runs, so the checks are tested in milliseconds."""
+    import torch
+
+    from dreamer.presets import load_preset
+    from dreamer.representations.gaussians import Gaussians
+
+    folder = Path(folder)
+    (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+    blob = Gaussians.blob(50, (0.4, 0.4, 0.4), torch.Generator().manual_seed(0))
+    torch.save({k: v.detach() for k, v in blob.state_dict().items()}, folder / "checkpoints" / "coarse.pt")
+    record = {
+        "status": status,
+        "prompt": prompt,
+        "negative_prompt": "",
+        "seed": 0,
+        "preset": "cpu",
+        "prior": {"spec": prior},
+        "device": "cpu",
+        "settings": load_preset("cpu").model_dump(mode="json"),
+        "stages": {},
+    }
+    (folder / "run.json").write_text(json.dumps(record))
+    return folder

@@ -1,4 +1,4 @@
-"""Benchmark assets: they build, fit the unit ball, carry colour, are closed; the mug is hollow."""
+"""Benchmark assets: they build, fit the unit ball, carry colour, are closed; the mug and cup are hollow."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def test_asset_is_valid(assets, name):
     assert np.linalg.norm(mesh.vertices, axis=1).max() < 0.9
     assert mesh.has_texture or mesh.vertex_colors is not None
     colours = sample_surface(mesh, 5000, seed=0)[2]
-    assert colours.std(0).max() > 0.05  # more than one colour
+    if name != "cup":  # the cup is one colour inside and out on purpose
+        assert colours.std(0).max() > 0.05  # more than one colour
     closed = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
     closed.merge_vertices()
     assert closed.is_watertight and closed.is_winding_consistent
@@ -54,6 +55,14 @@ def test_mug_is_hollow_with_a_through_handle(assets):
     assert winding_number(mug.vertices, mug.faces, (0.0, -0.42, 0.0)) == pytest.approx(1, abs=1e-3)  # base
     assert winding_number(mug.vertices, mug.faces, (0.52, 0.0, 0.0)) == pytest.approx(0, abs=1e-3)  # hole
     assert winding_number(mug.vertices, mug.faces, (0.66, 0.0, 0.0)) == pytest.approx(1, abs=1e-3)  # handle
+
+
+def test_cup_is_hollow_and_one_colour(assets):
+    cup = assets["cup"]
+    assert winding_number(cup.vertices, cup.faces, (0.0, 0.2, 0.0)) == pytest.approx(0, abs=1e-3)  # cavity
+    assert winding_number(cup.vertices, cup.faces, (0.0, -0.3, 0.0)) == pytest.approx(1, abs=1e-3)  # base
+    assert winding_number(cup.vertices, cup.faces, (0.37, 0.0, 0.0)) == pytest.approx(1, abs=1e-3)  # wall
+    assert np.ptp(cup.vertex_colors, axis=0).max() == 0.0
 
 
 def test_crate_symbol_only_on_the_front(assets):

@@ -74,3 +74,19 @@ def test_sampling_is_seeded_and_in_range():
 def test_framing_radius_fits_the_unit_ball():
     r = framing_radius(45.0, 1.0, margin=1.0)
     assert math.degrees(math.asin(1.0 / r)) == pytest.approx(22.5)
+
+
+def test_framed_cameras_keep_the_object_inside_the_frame():
+    """Varying-FOV polish cameras: wide and narrow lenses alike see the whole object's ball."""
+    from dreamer.cameras import sample_framed_cameras
+
+    gen = torch.Generator().manual_seed(0)
+    cams = sample_framed_cameras(64, gen, object_radius=0.8, fovy_range=(20.0, 70.0))
+    assert float(cams.fovy_deg.min()) < 30 and float(cams.fovy_deg.max()) > 60
+    # points on the ball's silhouette as seen from each camera are the worst case
+    dirs = torch.nn.functional.normalize(torch.randn(4000, 3, generator=gen), dim=-1)
+    pts = torch.cat([dirs * 0.8, torch.ones(4000, 1)], -1)
+    clip = torch.einsum("cij,vj->cvi", cams.mvp(64, 64), pts)
+    ndc = clip[..., :2] / clip[..., 3:4]
+    assert ndc.abs().max() <= 1.0
+    assert ndc.abs().amax((1, 2)).min() > 0.6  # and the object fills a good part of the frame

@@ -1,15 +1,19 @@
 """Tiny, seeded, random diffusers models saved in the diffusers folder layout.
 
 No weights can be downloaded in tests, so priors, objectives and pipelines are exercised on
-models built from configs. Both builders write a folder that ``load_diffusers_prior(path)``
+models built from configs. The SD and pixel builders write a folder that ``load_diffusers_prior(path)``
 reads like a real hub snapshot (``model_index.json``, ``unet/``, ``text_encoder/``,
 ``tokenizer/``, ``scheduler/`` and, for the latent model, ``vae/``).
+``make_tiny_marigold_normals`` writes a ``MarigoldNormalsPipeline`` folder (same parts, an
+8-channel UNet) that ``dreamer.normals.marigold.load_marigold(path)`` reads.
 
 Sizes (so tests can reason about shapes):
     ``make_tiny_sd``: latents [B, 4, 8, 8]; the VAE downsamples 8x, so renders are resized to
     64x64 pixels. ``make_tiny_pixel_unet``: pixels [B, 3, 16, 16] in [-1, 1].
     Both: text embeddings [77, 16] from a 2-layer CLIP text encoder; DDPM scaled_linear schedule
     with 1000 steps (SD's).
+    ``make_tiny_marigold_normals``: the same VAE (8x) and text encoder; any render size works
+    (the pipeline pads to a multiple of 8); DDIM v-prediction, ``MARIGOLD_STEPS`` steps by default.
 
 Example:
     >>> path = make_tiny_sd(tmp_path / "sd")            # doctest: +SKIP
@@ -36,6 +40,9 @@ SD_LATENT_SIZE = 8
 SD_VAE_SCALE = 8
 #: pixel side of the tiny pixel-space model
 PIXEL_SIZE = 16
+#: the tiny Marigold model's config defaults (denoising steps, processing resolution in pixels)
+MARIGOLD_STEPS = 2
+MARIGOLD_RESOLUTION = 32
 
 _WORDS = ("a", "corgi", "dog", "cat", "chair", "front", "side", "back", "overhead", "view", "blurry")
 _CHARS = "abcdefghijklmnopqrstuvwxyz0123456789,.!-'"
@@ -99,13 +106,13 @@ def _text_encoder(eos_token_id: int, pad_token_id: int, bos_token_id: int) -> to
     return CLIPTextModel(config).eval()
 
 
-def _unet(in_channels: int, sample_size: int) -> torch.nn.Module:
+def _unet(in_channels: int, sample_size: int, out_channels: int | None = None) -> torch.nn.Module:
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
         sample_size=sample_size,
         in_channels=in_channels,
-        out_channels=in_channels,
+        out_channels=out_channels or in_channels,
         block_out_channels=(8, 16),
         layers_per_block=1,
         norm_num_groups=4,
@@ -137,6 +144,23 @@ def _save_text_parts(path: Path) -> None:
     encoder.save_pretrained(str(path / "text_encoder"))
 
 
+def _vae() -> torch.nn.Module:
+    """A 4-channel latent VAE that downsamples ``SD_VAE_SCALE`` (8) times, like SD's."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=SD_LATENT_SIZE * SD_VAE_SCALE,
+    ).eval()
+
+
 def make_tiny_sd(path: Path, prediction_type: PredictionType = "epsilon", seed: int = 0) -> Path:
     """Build and save a tiny latent model shaped like Stable Diffusion (VAE + text UNet).
 
@@ -148,22 +172,10 @@ def make_tiny_sd(path: Path, prediction_type: PredictionType = "epsilon", seed: 
     Returns:
         ``path``.
     """
-    from diffusers import AutoencoderKL
-
     path = Path(path)
     torch.manual_seed(seed)
     unet = _unet(in_channels=4, sample_size=SD_LATENT_SIZE)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 8, 8),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=SD_LATENT_SIZE * SD_VAE_SCALE,
-    ).eval()
+    vae = _vae()
     path.mkdir(parents=True, exist_ok=True)
     unet.save_pretrained(str(path / "unet"))
     vae.save_pretrained(str(path / "vae"))
@@ -190,6 +202,56 @@ def make_tiny_pixel_unet(path: Path, prediction_type: PredictionType = "epsilon"
     _scheduler(prediction_type).save_pretrained(str(path / "scheduler"))
     _save_text_parts(path)
     _write_model_index(path, "DiffusionPipeline", with_vae=False)
+    return path
+
+
+def make_tiny_marigold_normals(
+    path: Path,
+    default_denoising_steps: int = MARIGOLD_STEPS,
+    default_processing_resolution: int = MARIGOLD_RESOLUTION,
+    seed: int = 0,
+) -> Path:
+    """Build and save a tiny random ``MarigoldNormalsPipeline`` (the layout of ``prs-eth/marigold-normals-*``).
+
+    The UNet takes the image latent and the noisy normal latent concatenated (8 channels) and
+    predicts 4; the scheduler is DDIM with v-prediction and trailing timesteps (Marigold v1-1's).
+    The pipeline's own config (``prediction_type="normals"``, ``use_full_z_range``, default steps
+    and processing resolution) goes into ``model_index.json`` through ``save_pretrained``, so the
+    folder loads with ``MarigoldNormalsPipeline.from_pretrained`` like a hub snapshot. The default
+    processing resolution is small so that a call with ``processing_resolution=None`` stays cheap.
+
+    Returns:
+        ``path``.
+    """
+    from diffusers import DDIMScheduler, MarigoldNormalsPipeline
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    _save_text_parts(path)  # written, then read back: the pipeline object needs the instances
+    pipe = MarigoldNormalsPipeline(
+        unet=_unet(in_channels=8, out_channels=4, sample_size=SD_LATENT_SIZE),
+        vae=_vae(),
+        scheduler=DDIMScheduler(
+            num_train_timesteps=1000,
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            set_alpha_to_one=False,
+            steps_offset=1,
+            prediction_type="v_prediction",
+            timestep_spacing="trailing",
+        ),
+        text_encoder=CLIPTextModel.from_pretrained(str(path / "text_encoder")),
+        tokenizer=CLIPTokenizer.from_pretrained(str(path / "tokenizer")),
+        prediction_type="normals",
+        use_full_z_range=True,
+        default_denoising_steps=default_denoising_steps,
+        default_processing_resolution=default_processing_resolution,
+    )
+    pipe.save_pretrained(str(path))
     return path
 
 

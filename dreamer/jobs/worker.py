@@ -27,7 +27,7 @@ from dreamer.jobs.store import CANCELLED, FAILED, SUCCEEDED, Job, JobStore, work
 log = logging.getLogger("dreamer.jobs")
 
 #: share of the whole run each stage takes (for one overall percentage)
-STAGE_WEIGHTS = {"init": 0.02, "coarse": 0.6, "extract": 0.13, "texture": 0.2, "export": 0.05}
+STAGE_WEIGHTS = {"init": 0.02, "coarse": 0.45, "extract": 0.1, "polish": 0.23, "texture": 0.15, "export": 0.05}
 #: files a finished job offers for download, in this order
 ARTIFACTS = ("model.glb", "model_obj.zip", "gaussians.ply", "preview.png", "run.json")
 _OBJ_FILES = ("model.obj", "model.mtl", "model_albedo.png")

@@ -20,6 +20,7 @@ from dreamer.priors.base import Branch, Prior, Prompt, Views
 from dreamer.priors.load import REFERENCE_PREFIX as PREFIX
 from dreamer.representations.mesh import TexturedMesh
 from dreamer.representations.mesh_io import load_mesh
+from dreamer.shading import shade
 from renderers.mesh import MeshRender, render_mesh
 
 
@@ -94,19 +95,10 @@ class ReferencePrior(Prior):
         )
 
     def clean_images(self, views: Views, height: int, width: int) -> Tensor:
-        """r(c): [B, H, W, 3] in [0, 1], shaded like the stage's renders."""
+        """r(c): [B, H, W, 3] in [0, 1], shaded like the stage's renders, silhouettes antialiased
+        (as a photograph's are, and as the polish stage's own renders are)."""
         out = self.render_views(views, height, width)
-        albedo = out.rgb
-        if views.shading == "textureless":
-            albedo = torch.full_like(albedo, 0.8)
-        if views.shading != "albedo":
-            if views.light_dirs is None:
-                raise ValueError("shaded views need light_dirs")
-            light = views.light_dirs.to(self.device)[:, None, None, :]
-            lambert = (out.face_normal_world * light).sum(-1, keepdim=True).clamp_min(0.0)
-            albedo = albedo * (views.ambient + (1.0 - views.ambient) * lambert)
-        bg = views.background.to(self.device)[:, None, None, :]
-        return albedo * out.alpha + bg * (1.0 - out.alpha)
+        return out.antialias(shade(out.rgb, out.face_normal_world, out.alpha, views))
 
     @torch.no_grad()
     def predict_noise(

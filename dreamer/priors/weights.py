@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from dreamer.errors import DreamerError
@@ -18,6 +19,11 @@ PRIOR_ALIASES: dict[str, str] = {
     "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "sd21": "stabilityai/stable-diffusion-2-1-base",
     "sd21-base": "stabilityai/stable-diffusion-2-1-base",
+}
+
+#: short names accepted wherever a normal estimator id is (``dreamer.normals.marigold``)
+NORMAL_ALIASES: dict[str, str] = {
+    "marigold": "prs-eth/marigold-normals-v1-1",
 }
 
 #: what is fetched when a hub model is downloaded (weights as safetensors only, no EMA/ckpt files)
@@ -34,7 +40,14 @@ TRANSFORMERS_WEIGHTS = ("model", "pytorch_model")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
-def resolve_model(name_or_path: str) -> tuple[str, Path, str | None]:
+def resolve_model(
+    name_or_path: str,
+    aliases: Mapping[str, str] = PRIOR_ALIASES,
+    *,
+    role: str = "prior",
+    pass_folder: str = "pass --prior",
+    download: bool = True,
+) -> tuple[str, Path, str | None]:
     """(name, local folder, revision) for an alias, hub id or folder, without touching the network
     when ``HF_HUB_OFFLINE`` is set.
 
@@ -42,15 +55,22 @@ def resolve_model(name_or_path: str) -> tuple[str, Path, str | None]:
     snapshot's commit hash; a local folder's revision is a digest of its config files and the
     sizes of its weight files. Also checks that the folder has every component (cheap, no
     weights are read), so callers can fail fast before heavy work.
+
+    Every diffusers model with a UNet, a CLIP text encoder and tokenizer, a scheduler and
+    optionally a VAE goes through here (priors, Marigold); ``aliases`` is that kind's short-name
+    table, and ``role``/``pass_folder`` word the error lines ("prior ... is a file", "or pass
+    --prior /path/to/local/folder") so each names the option the user actually has. With
+    ``download=False`` a model missing from the cache is an error even when online (for optional
+    models that must never trigger a multi-gigabyte download by themselves).
     """
-    name = PRIOR_ALIASES.get(name_or_path, name_or_path)
+    name = aliases.get(name_or_path, name_or_path)
     path = Path(name).expanduser()
     if path.is_dir():
         folder = path.resolve()
-        _check_complete(str(folder), folder)
+        _check_complete(str(folder), folder, pass_folder)
         return str(folder), folder, _folder_digest(folder)
     if path.exists():
-        raise DreamerError(f"prior '{name}' is a file; expected a diffusers model folder or a hub id")
+        raise DreamerError(f"{role} '{name}' is a file; expected a diffusers model folder or a hub id")
     if name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise DreamerError(
             f"model folder '{name}' does not exist (expected a diffusers folder or an owner/name hub id)"
@@ -63,22 +83,22 @@ def resolve_model(name_or_path: str) -> tuple[str, Path, str | None]:
     try:
         folder = Path(snapshot_download(name, cache_dir=hub_cache, local_files_only=True))
     except HFValidationError as err:
-        raise DreamerError(f"prior '{name}' is neither a local folder nor a valid hub id") from err
+        raise DreamerError(f"{role} '{name}' is neither a local folder nor a valid hub id") from err
     except LocalEntryNotFoundError:
-        if _offline():
+        if _offline() or not download:
             raise DreamerError(
                 f"model '{name}' is not available offline: download it once (`hf download {name}`) "
-                "into the Hugging Face cache (HF_HOME / HF_HUB_CACHE), or pass --prior /path/to/local/folder"
+                f"into the Hugging Face cache (HF_HOME / HF_HUB_CACHE), or {pass_folder} /path/to/local/folder"
             ) from None
         try:
             folder = Path(snapshot_download(name, cache_dir=hub_cache, allow_patterns=_HUB_PATTERNS))
         except Exception as err:  # network, auth, not found: all one line
             raise DreamerError(f"model '{name}' could not be downloaded: {first_line(err)}") from err
-    _check_complete(name, folder)
+    _check_complete(name, folder, pass_folder)
     return name, folder, folder.name
 
 
-def _check_complete(name: str, folder: Path) -> None:
+def _check_complete(name: str, folder: Path, pass_folder: str = "pass --prior") -> None:
     """Raise one line listing what a model folder lacks, before any loader sees it."""
     missing: list[str] = []
     parts = [
@@ -99,7 +119,7 @@ def _check_complete(name: str, folder: Path) -> None:
     if missing:
         raise DreamerError(
             f"model '{name}' at {folder} is incomplete (missing {', '.join(missing)}): "
-            "re-download it or pass --prior a complete diffusers folder"
+            f"re-download it or {pass_folder} a complete diffusers folder"
         )
 
 
@@ -107,9 +127,7 @@ def _weight_files(sub: Path, stems: tuple[str, ...]) -> list[Path]:
     if not sub.is_dir():
         return []
     return [
-        p
-        for p in sub.iterdir()
-        if p.suffix in (".safetensors", ".bin") and p.name.split(".")[0].split("-")[0] in stems
+        p for p in sub.iterdir() if p.suffix in (".safetensors", ".bin") and p.name.split(".")[0].split("-")[0] in stems
     ]
 
 

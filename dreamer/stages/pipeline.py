@@ -1,7 +1,7 @@
 """The one-call pipeline: prompt in, output folder out; every stage checkpointed and resumable.
 
 ``generate(request)`` validates everything before any heavy work (prompt, preset, prior files,
-device), then runs init -> coarse -> extract -> texture -> export. Each stage leaves its result in
+device), then runs init -> coarse -> extract -> polish -> texture -> export. Each stage leaves its result in
 ``OUT/checkpoints/`` (written whole, then renamed); ``resume(OUT)`` reads ``OUT/run.json`` and
 runs only what is missing, the coarse stage from its last intermediate checkpoint.
 
@@ -36,12 +36,14 @@ from dreamer.representations.gaussians import Gaussians, gaussians_from_state
 from dreamer.representations.mesh import TexturedMesh
 from dreamer.stages.coarse import run_coarse
 from dreamer.stages.context import ProgressCallback, RunContext
+from dreamer.stages.edit import EDIT_CHECKPOINT, SOURCE_CHECKPOINT, run_edit
 from dreamer.stages.export import run_export
 from dreamer.stages.extract import run_extract
 from dreamer.stages.init import run_init
+from dreamer.stages.polish import run_polish
 from dreamer.stages.texture import run_texture
 
-STAGES = ("init", "coarse", "extract", "texture", "export")
+STAGES = ("init", "coarse", "extract", "polish", "texture", "export")
 _LIBRARIES = ("torch", "diffusers", "transformers", "gsplat", "trimesh", "xatlas", "numpy", "pydantic")
 
 
@@ -109,9 +111,16 @@ def _run_lock(out: Path):
 
 # -- stage results on disk ---------------------------------------------------------------------------
 def _ckpt(ctx: RunContext, stage: str) -> Path:
+    stage = "coarse" if stage == "edit" else stage  # an edit's result takes the coarse Gaussians' place
     return (
         ctx.checkpoints
-        / {"init": "init.pt", "coarse": "coarse.pt", "extract": "extract.npz", "texture": "texture.npz"}[stage]
+        / {
+            "init": "init.pt",
+            "coarse": "coarse.pt",
+            "extract": "extract.npz",
+            "polish": "polish.npz",
+            "texture": "texture.npz",
+        }[stage]
     )
 
 
@@ -218,16 +227,24 @@ def resume(out: Path, on_progress: ProgressCallback | None = None, device: str |
         record["status"] = "running"
         record["resumed"] = record.get("resumed", 0) + 1
         _write_run(ctx, record)
-        return _execute(ctx, record)
+        return _execute(ctx, record, stages_of(record))
 
 
-def _execute(ctx: RunContext, record: dict) -> Path:
+def stages_of(record: dict) -> tuple[str, ...]:
+    """The stages a run.json's run goes through: an edit (``edited_from``, dreamer/stages/edit.py)
+    starts from a finished run's Gaussians, so its ``edit`` stage takes the place of init and coarse."""
+    if "edited_from" not in record:
+        return STAGES
+    return tuple(s for s in ("edit", *STAGES) if s not in ("init", "coarse"))
+
+
+def _execute(ctx: RunContext, record: dict, stages: tuple[str, ...] = STAGES) -> Path:
     ctx.checkpoints.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(ctx.seed)  # libraries that draw from the global generator stay reproducible
     gaussians: Gaussians | None = None
     mesh: TexturedMesh | None = None
     try:
-        for stage in STAGES:
+        for stage in stages:
             done = stage != "export" and _ckpt(ctx, stage).exists()
             if done:
                 continue
@@ -241,12 +258,19 @@ def _execute(ctx: RunContext, record: dict) -> Path:
                 _save_gaussians(gaussians, _ckpt(ctx, "coarse"))
                 record["prior"].update(ctx.prior.describe())
                 (ctx.checkpoints / "coarse_last.pt").unlink(missing_ok=True)
+            elif stage == "edit":
+                gaussians = run_edit(ctx, _load_gaussians(ctx.checkpoints / SOURCE_CHECKPOINT))
+                _save_gaussians(gaussians, _ckpt(ctx, "edit"))
+                record["prior"].update(ctx.prior.describe())
+                (ctx.checkpoints / EDIT_CHECKPOINT).unlink(missing_ok=True)
             elif stage == "extract":
                 gaussians = gaussians or _load_gaussians(_ckpt(ctx, "coarse"))
                 _save_mesh(run_extract(ctx, gaussians), _ckpt(ctx, "extract"))
+            elif stage == "polish":
+                _save_mesh(run_polish(ctx, _load_mesh(_ckpt(ctx, "extract"))), _ckpt(ctx, "polish"))
             elif stage == "texture":
                 gaussians = gaussians or _load_gaussians(_ckpt(ctx, "coarse"))
-                mesh = run_texture(ctx, _load_mesh(_ckpt(ctx, "extract")), _colour_source(gaussians))
+                mesh = run_texture(ctx, _load_mesh(_ckpt(ctx, "polish")), _colour_source(gaussians))
                 _save_mesh(mesh, _ckpt(ctx, "texture"))
             else:
                 gaussians = gaussians or _load_gaussians(_ckpt(ctx, "coarse"))

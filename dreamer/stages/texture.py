@@ -1,5 +1,6 @@
-"""The texture stage: UV-unwrap the extracted mesh (xatlas, in a subprocess) and bake its
-base colour from renders of the coarse representation.
+"""The texture stage: UV-unwrap the polished mesh (xatlas, in a subprocess), bake its base
+colour from renders of the coarse representation, then optionally refine the texture against the
+prior (``refine``, see ``refine_texture``).
 
 Baking runs texel-first: each texel's surface point (from a UV-space rasterisation) is projected
 into every bake view, kept where the mesh's own depth map says it is visible, and the render's
@@ -24,6 +25,7 @@ from dreamer.config import Strict
 from dreamer.export.unwrap import unwrap_uv
 from dreamer.representations.mesh import TexturedMesh
 from dreamer.stages.context import RunContext
+from dreamer.stages.refine_texture import TextureRefineConfig, refine_texture
 from renderers.mesh import rasterize_uv, render_mesh, vertex_normals
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -41,6 +43,7 @@ class TextureConfig(Strict):
     #: weight of a view is cos(angle between the normal and the view ray) ** sharpness
     sharpness: float = 4.0
     unwrap_timeout_s: float = 600.0
+    refine: TextureRefineConfig = TextureRefineConfig()
 
 
 def bake_cameras(cfg: TextureConfig) -> Cameras:
@@ -135,8 +138,18 @@ def run_texture(ctx: RunContext, mesh: TexturedMesh, source: ColourSource) -> Te
     )
     unwrapped = TexturedMesh(mesh.vertices[vmapping], faces, uvs=uvs, texture=np.zeros((1, 1, 3), np.float32))
     ctx.report("texture", 0, 1, started, f"unwrapped into {len(uvs)} vertices")
+    views = len(bake_cameras(cfg))
+    total = views + cfg.refine.steps  # one count for baking and refining: progress never goes back
     texture, coverage = bake(
-        unwrapped, source, cfg, progress=lambda i, n: ctx.report("texture", i, n, started, "baking")
+        unwrapped, source, cfg, progress=lambda i, n: ctx.report("texture", i, total, started, "baking")
     )
-    ctx.stage_info["texture"] = {"texel_coverage": round(coverage, 4), "resolution": cfg.resolution}
-    return unwrapped.copy(texture=texture.astype(np.float32))
+    info = ctx.stage_info.setdefault("texture", {})
+    info.update(texel_coverage=round(coverage, 4), resolution=cfg.resolution)
+    baked = unwrapped.copy(texture=texture.astype(np.float32))
+    if cfg.refine.steps == 0:
+        return baked
+    refined, facts = refine_texture(
+        ctx, baked, cfg.refine, lambda step: ctx.report("texture", views + step, total, started, "refining")
+    )
+    info.update(facts)
+    return baked.copy(texture=refined)

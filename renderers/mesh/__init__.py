@@ -9,6 +9,8 @@ Low-level ops (nvdiffrast's semantics and row order: image row 0 is clip y = -1,
 * :func:`interpolate` -> ``[C, H, W, A]`` attributes blended with rast's (u, v).
 * :func:`texture` -> ``[C, H, W, Ch]`` bilinear/nearest lookups; uv (0, 0) is the corner of the
   texel stored first in memory, u along a row, v down the rows.
+* :func:`antialias` -> colours blended across silhouette edges, the only op whose gradients move
+  silhouettes (without it, visibility has no gradient in either backend).
 
 High-level helpers (images with row 0 = TOP, as image files and the rest of the project expect):
 
@@ -16,12 +18,14 @@ High-level helpers (images with row 0 = TOP, as image files and the rest of the 
 * :func:`rasterize_uv` -> per-texel triangle id and barycentrics, for texture baking.
 
 Backends: ``"torch"`` (any device, pure PyTorch), ``"nvdiffrast"`` (CUDA, RasterizeCudaContext),
-``"auto"`` = nvdiffrast for CUDA tensors, torch otherwise. The torch backend's visibility is not
-differentiable (no silhouette gradients); everything downstream of it is.
+``"auto"`` = nvdiffrast for CUDA tensors when it is installed, torch otherwise. The torch backend's visibility is not
+differentiable; :func:`antialias` adds the silhouette terms, as in nvdiffrast.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,6 +39,7 @@ Backend = Literal["auto", "torch", "nvdiffrast"]
 __all__ = [
     "Backend",
     "MeshRender",
+    "antialias",
     "interpolate",
     "rasterize",
     "rasterize_uv",
@@ -44,17 +49,20 @@ __all__ = [
 ]
 
 
+@functools.cache
+def _nvdiffrast_installed() -> bool:
+    return importlib.util.find_spec("nvdiffrast") is not None
+
+
 def _resolve(backend: str, *tensors: Tensor) -> str:
-    if backend == "auto":
-        return "nvdiffrast" if any(t.is_cuda for t in tensors) else "torch"
+    if backend == "auto":  # CUDA without nvdiffrast still renders (slower): no CUDA build pain
+        return "nvdiffrast" if any(t.is_cuda for t in tensors) and _nvdiffrast_installed() else "torch"
     if backend not in ("torch", "nvdiffrast"):
         raise ValueError(f"unknown mesh backend {backend!r}; use 'auto', 'torch' or 'nvdiffrast'")
     return backend
 
 
-def rasterize(
-    pos_clip: Tensor, tri: Tensor, resolution: tuple[int, int], backend: Backend = "auto"
-) -> Tensor:
+def rasterize(pos_clip: Tensor, tri: Tensor, resolution: tuple[int, int], backend: Backend = "auto") -> Tensor:
     """Rasterise clip-space triangles into nvdiffrast's rast buffer.
 
     Args:
@@ -115,6 +123,25 @@ def texture(
     return torch_backend.texture(tex, uv, filter_mode, boundary_mode)
 
 
+def antialias(color: Tensor, rast: Tensor, pos_clip: Tensor, tri: Tensor, backend: Backend = "auto") -> Tensor:
+    """Antialias silhouettes of a rendered image, with gradients to the clip-space positions.
+
+    Args:
+        color: [C, H, W, Ch] in rast's row order (row 0 = bottom); rast: from :func:`rasterize`
+            with the same ``pos_clip`` [C, V, 4] and ``tri`` [F, 3].
+    Returns:
+        [C, H, W, Ch]. Pixels next to a silhouette take a share of their neighbour's colour equal
+        to the analytic coverage of the edge between their centres.
+    """
+    if pos_clip.dim() == 2:
+        pos_clip = pos_clip.unsqueeze(0)
+    if _resolve(backend, color, rast) == "nvdiffrast":
+        from . import nvdiffrast_backend
+
+        return nvdiffrast_backend.antialias(color, rast, pos_clip, tri)
+    return torch_backend.antialias(color, rast, pos_clip, tri)
+
+
 _sample_texture = texture  # render_mesh's ``texture`` argument shadows the op
 
 
@@ -145,6 +172,7 @@ class MeshRender:
         position_world: [C, H, W, 3] surface point, 0 where empty.
         triangle_id: [C, H, W] int64 face index, -1 where empty.
         uv: [C, H, W, 2] interpolated glTF uvs, or None without ``uvs``.
+        rast, pos_clip, faces: what :meth:`antialias` needs (rast in nvdiffrast's row order).
     """
 
     rgb: Tensor
@@ -156,6 +184,20 @@ class MeshRender:
     position_world: Tensor
     triangle_id: Tensor
     uv: Tensor | None = None
+    rast: Tensor | None = None
+    pos_clip: Tensor | None = None
+    faces: Tensor | None = None
+    backend: Backend = "auto"
+
+    def antialias(self, image: Tensor) -> Tensor:
+        """Antialias an image [C, H, W, Ch] (row 0 = top) composed from this render's buffers.
+
+        Shade and composite first, then call this: silhouette pixels blend object and background,
+        and the blend's gradient moves the silhouette (the composite must differ from the
+        background there, or there is nothing to pull on).
+        """
+        out = antialias(image.flip(1), self.rast, self.pos_clip, self.faces, backend=self.backend)
+        return out.flip(1)
 
 
 def render_mesh(
@@ -243,6 +285,10 @@ def render_mesh(
         position_world=top(position),
         triangle_id=top(tid),
         uv=None if uv is None else top(uv),
+        rast=rast,
+        pos_clip=pos_clip,
+        faces=faces,
+        backend=backend,
     )
 
 

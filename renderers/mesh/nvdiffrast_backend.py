@@ -72,3 +72,12 @@ def texture(tex: Tensor, uv: Tensor, filter_mode: str = "linear", boundary_mode:
         filter_mode=filter_mode,
         boundary_mode=boundary_mode,
     )
+
+
+def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor) -> Tensor:
+    """[C, H, W, Ch] from ``dr.antialias`` (silhouette gradients to ``pos``)."""
+    if pos.dim() == 2:
+        pos = pos.unsqueeze(0)
+    return _dr().antialias(
+        color.float().contiguous(), rast.contiguous(), pos.float().contiguous(), _tri(tri, pos.device)
+    )

@@ -116,9 +116,9 @@ def visible_triangles(pos: Tensor, tri: Tensor, resolution: tuple[int, int], exp
         return torch.full((C, H, W), -1, dtype=torch.int64, device=dev)
     sx, sy, zw = sx[cam, fid], sy[cam, fid], zw[cam, fid]  # [T, 3]
     coef = _edge_coefficients(sx, sy)  # [T, 3, 3]
-    area = (
-        coef[..., 0] * sx.mean(-1, keepdim=True) + coef[..., 1] * sy.mean(-1, keepdim=True) + coef[..., 2]
-    ).sum(-1)  # 2 * signed area (sum of the three edge functions)
+    area = (coef[..., 0] * sx.mean(-1, keepdim=True) + coef[..., 1] * sy.mean(-1, keepdim=True) + coef[..., 2]).sum(
+        -1
+    )  # 2 * signed area (sum of the three edge functions)
     orient = torch.where(area >= 0, 1.0, -1.0).to(dt)
     coef = coef * orient[:, None, None]
     area = area.abs()
@@ -283,3 +283,116 @@ def texture(tex: Tensor, uv: Tensor, filter_mode: str = "linear", boundary_mode:
     top = fetch(ix, iy) * (1 - tx) + fetch(ix + 1, iy) * tx
     bot = fetch(ix, iy + 1) * (1 - tx) + fetch(ix + 1, iy + 1) * tx
     return top * (1 - ty) + bot * ty
+
+
+def edge_neighbours(tri: Tensor) -> Tensor:
+    """[F, 3] int64: the face across each face's edge i (the edge opposite vertex i), -1 if none.
+
+    Edges shared by more than two faces count as open (-1): they are always silhouettes.
+    """
+    t = tri.long()
+    F = t.shape[0]
+    a = torch.stack([t[:, 1], t[:, 2], t[:, 0]], 1).reshape(-1)
+    b = torch.stack([t[:, 2], t[:, 0], t[:, 1]], 1).reshape(-1)
+    key = torch.minimum(a, b) * (int(t.max().item()) + 1 if F else 1) + torch.maximum(a, b)
+    _, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
+    order = torch.argsort(inverse, stable=True)
+    out = torch.full((3 * F,), -1, dtype=torch.long, device=tri.device)
+    pair = counts[inverse[order]] == 2
+    first = order[pair][0::2]
+    second = order[pair][1::2]
+    out[first] = second // 3
+    out[second] = first // 3
+    return out.view(F, 3)
+
+
+def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, neighbours: Tensor | None = None) -> Tensor:
+    """Blend colours across silhouette edges by analytic coverage; gradients reach ``pos``.
+
+    The same idea as nvdiffrast's ``antialias``: for each pair of horizontally or vertically
+    adjacent pixels that see different surfaces, the nearer triangle's edge that the segment
+    between the two pixel centres crosses is found; if it is a silhouette edge (open, or between
+    a front- and a back-facing triangle in this view), the pixel the edge cuts into takes a share
+    of the other's colour equal to the covered fraction of the segment. That share is a smooth
+    function of the edge's projected vertices, which is what gives silhouettes their gradient.
+
+    Args:
+        color: [C, H, W, Ch] shaded colours (rast row order, row 0 = bottom).
+        rast: [C, H, W, 4] from :func:`rasterize` with the same ``pos`` and ``tri``.
+        pos: [C, V, 4] clip-space positions.
+        neighbours: :func:`edge_neighbours` of ``tri``, computed when None.
+    Returns:
+        [C, H, W, Ch] antialiased colours.
+    """
+    pos = _as_batched(pos)
+    C, H, W, _ = color.shape
+    if neighbours is None:
+        neighbours = edge_neighbours(tri)
+    t = tri.long()
+    w = pos[..., 3:4]
+    safe_w = torch.where(w.abs() > 1e-12, w, torch.full_like(w, 1e-12))
+    screen = torch.cat(
+        [(pos[..., 0:1] / safe_w + 1) * (0.5 * W) - 0.5, (pos[..., 1:2] / safe_w + 1) * (0.5 * H) - 0.5], -1
+    )  # [C, V, 2] pixel units, pixel centres on integers
+    with torch.no_grad():
+        s = screen[:, t]  # [C, F, 3, 2]
+        d1, d2 = s[:, :, 1] - s[:, :, 0], s[:, :, 2] - s[:, :, 0]
+        facing = (d1[..., 0] * d2[..., 1] - d1[..., 1] * d2[..., 0]) > 0  # [C, F]
+        in_front = (pos[..., 3] > 0)[:, t].all(-1)  # [C, F]
+    tid = rast[..., 3].detach().round().long() - 1
+    depth = rast[..., 2].detach()
+    delta = torch.zeros_like(color)
+    for dy, dx in ((0, 1), (1, 0)):
+        ta, tb = tid[:, : H - dy, : W - dx], tid[:, dy:, dx:]
+        za, zb = depth[:, : H - dy, : W - dx], depth[:, dy:, dx:]
+        a_front = (ta >= 0) & ((tb < 0) | (za < zb))
+        b_front = (tb >= 0) & ~a_front
+        cand = (ta != tb) & (a_front | b_front)
+        cam, y, x = cand.nonzero(as_tuple=True)
+        if cam.numel() == 0:
+            continue
+        a_is_front = a_front[cam, y, x]
+        occ = torch.where(a_is_front, ta[cam, y, x], tb[cam, y, x])
+        ok = in_front[cam, occ]
+        cam, y, x, occ, a_is_front = cam[ok], y[ok], x[ok], occ[ok], a_is_front[ok]
+        # pixel centres: o (seen by the occluder) and n (the neighbour it may cut into)
+        ya, xa = y.to(color.dtype), x.to(color.dtype)
+        oy = torch.where(a_is_front, ya, ya + dy)
+        ox = torch.where(a_is_front, xa, xa + dx)
+        ny = torch.where(a_is_front, ya + dy, ya)
+        nx = torch.where(a_is_front, xa + dx, xa)
+        v = screen[cam.unsqueeze(-1), t[occ]]  # [N, 3, 2], in autograd
+        edge_o = _edge_values(v, ox, oy)  # [N, 3] E_i at o (>= 0 inside for facing triangles)
+        edge_n = _edge_values(v, nx, ny)
+        sign = torch.where(facing[cam, occ], 1.0, -1.0).to(color.dtype).unsqueeze(-1)
+        eo, en = (edge_o * sign).detach(), (edge_n * sign).detach()
+        leaving = (en < 0) & (eo > en)
+        frac = torch.where(leaving, eo / torch.where(leaving, eo - en, torch.ones_like(eo)), torch.full_like(eo, 2.0))
+        i = frac.argmin(-1)
+        other = neighbours[occ, i]
+        silhouette = leaving.gather(1, i[:, None]).squeeze(1)
+        silhouette &= (other < 0) | (facing[cam, other.clamp_min(0)] != facing[cam, occ])
+        if not bool(silhouette.any()):
+            continue
+        keep = silhouette.nonzero(as_tuple=True)[0]
+        cam, oy, ox, ny, nx, i = cam[keep], oy[keep], ox[keep], ny[keep], nx[keep], i[keep]
+        e_o = edge_o[keep].gather(1, i[:, None])
+        e_n = edge_n[keep].gather(1, i[:, None])
+        cross = (e_o / (e_o - e_n)).clamp(0.0, 1.0)  # where along o -> n the edge crosses
+        oyl, oxl, nyl, nxl = oy.long(), ox.long(), ny.long(), nx.long()
+        c_o, c_n = color[cam, oyl, oxl], color[cam, nyl, nxl]
+        into_n = (cross - 0.5).clamp_min(0.0)  # the occluder covers part of n's pixel
+        out_of_o = (0.5 - cross).clamp_min(0.0)  # the background shows in part of o's pixel
+        flat = delta.view(-1, delta.shape[-1])
+        flat = flat.index_add(0, (cam * H + nyl) * W + nxl, into_n * (c_o - c_n))
+        flat = flat.index_add(0, (cam * H + oyl) * W + oxl, out_of_o * (c_n - c_o))
+        delta = flat.view_as(delta)
+    return color + delta
+
+
+def _edge_values(v: Tensor, px: Tensor, py: Tensor) -> Tensor:
+    """[N, 3] edge functions E_i(p) = cross(v_{i+1} - p, v_{i+2} - p) of triangles v [N, 3, 2]."""
+    p = torch.stack([px, py], -1).unsqueeze(1)
+    a = v.roll(-1, dims=1) - p
+    b = v.roll(-2, dims=1) - p
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]

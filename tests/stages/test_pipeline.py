@@ -46,7 +46,7 @@ def test_generate_writes_every_output(box_path, tmp_path):
         assert (out / name).is_file(), name
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "succeeded" and run["seed"] == 3 and run["preset"] == "cpu"
-    assert set(run["stages"]) == {"init", "coarse", "extract", "texture", "export"}
+    assert set(run["stages"]) == {"init", "coarse", "extract", "polish", "texture", "export"}
     assert all(s["wall_s"] >= 0 and s["peak_rss_mb"] > 0 for s in run["stages"].values())
     assert run["prior"]["class"] == "ReferencePrior" and run["prior"]["revision"]
     assert run["versions"]["torch"] and run["settings"]["coarse"]["steps"] == 24
@@ -54,7 +54,7 @@ def test_generate_writes_every_output(box_path, tmp_path):
     assert mesh.has_texture and len(mesh.faces) > 0
     lo, hi = mesh.bounds()
     assert (lo > -1.0).all() and (hi < 1.0).all()  # scene space, no re-centring
-    assert {e.stage for e in events} == {"coarse", "extract", "texture", "export"}
+    assert {e.stage for e in events} == {"coarse", "extract", "polish", "texture", "export"}
     assert not list(out.rglob("*.tmp*")), "no temporary files left behind"
 
 
