@@ -109,6 +109,11 @@ class Cameras:
         w2c[:, 3, 3] = 1.0
         return w2c
 
+    def rotate_to_camera(self, vectors: Tensor) -> Tensor:
+        """World-space directions [C, ..., 3] (normals) in each camera's OpenGL frame (rotation only)."""
+        rot = self.w2c()[:, :3, :3].to(vectors)
+        return torch.einsum("cij,c...j->c...i", rot, vectors)
+
     def viewmats(self) -> Tensor:
         """[C, 4, 4] world-to-camera in the OpenCV frame (+z forward, +y down), as gsplat wants."""
         return _GL_TO_CV.to(self.c2w) @ self.w2c()

@@ -25,8 +25,7 @@ class OracleNormals(NormalEstimator):
     def predict(self, images: Tensor, views: Views) -> NormalPrediction:
         B, H, W, _ = images.shape
         out = self.prior.render_views(views, H, W)
-        rot = views.cameras.w2c()[:, :3, :3].to(out.face_normal_world)
-        normals = torch.einsum("bij,bhwj->bhwi", rot, out.face_normal_world)
+        normals = views.cameras.rotate_to_camera(out.face_normal_world)
         points = torch.einsum(
             "bij,bhwj->bhwi", views.cameras.w2c().to(out.position_world)[:, :3], _homogeneous(out.position_world)
         )

@@ -45,6 +45,7 @@ from dreamer.representations.mesh_ops import (
     unique_edges,
 )
 from dreamer.shading import sample_light_dirs, shade
+from dreamer.stages.coarse import sample_backgrounds
 from dreamer.stages.context import RunContext
 from renderers.mesh import MeshRender, render_mesh
 
@@ -118,16 +119,15 @@ def run_polish(ctx: RunContext, mesh: TexturedMesh) -> TexturedMesh:
             vertices, faces = split_long_edges(vertices, faces, max_edge)
             param, optimizer, faces_t, pairs = _setup(vertices, faces, cfg, ctx.device)
         cams = sample_framed_cameras(cfg.batch_size, gen, object_radius, cfg.fovy, cfg.elevation).to(ctx.device)
-        if cfg.background == "random":
-            background = torch.rand(cfg.batch_size, 3, generator=gen)
-        else:
-            background = torch.full((cfg.batch_size, 3), 0.5)
+        background = sample_backgrounds(cfg.background, cfg.batch_size, gen)
         light = sample_light_dirs(cams.positions, gen)
         views = Views(cams, background.to(ctx.device), shading="textureless", light_dirs=light)
         v = param.vertices()
         out = render_mesh(v, faces_t, cams.mvp(res, res), cams.w2c(), (res, res))
-        shaded = out.antialias(shade(torch.ones_like(out.rgb), out.face_normal_world, out.alpha, views))
-        terms = _normal_terms(out, shaded, views, estimator, cfg, objective, prompt, step, gen)
+        # one antialiasing pass for the shaded image and the coverage (the blend is per channel)
+        shaded_and_alpha = torch.cat([shade(out.rgb, out.face_normal_world, out.alpha, views), out.alpha], -1)
+        shaded, alpha = out.antialias(shaded_and_alpha).split([3, 1], dim=-1)
+        terms = _normal_terms(out, shaded, alpha, views, estimator, cfg, objective, prompt, step, gen)
         if cfg.weights.image > 0:
             terms["image"] = cfg.weights.image * objective(shaded, views, prompt, step, cfg.steps, gen).loss
         if cfg.weights.normal_consistency > 0:
@@ -169,6 +169,7 @@ def _setup(vertices: np.ndarray, faces: np.ndarray, cfg: PolishConfig, device: t
 def _normal_terms(
     out: MeshRender,
     shaded: torch.Tensor,
+    alpha: torch.Tensor,
     views: Views,
     estimator: NormalEstimator | None,
     cfg: PolishConfig,
@@ -177,10 +178,10 @@ def _normal_terms(
     step: int,
     gen: torch.Generator,
 ) -> dict[str, torch.Tensor]:
-    """The normal (and, with an outline-aware estimator, silhouette) losses of one batch."""
+    """The normal (and, with an outline-aware estimator, silhouette) losses of one batch;
+    ``shaded`` and ``alpha`` are the antialiased render and coverage."""
     w = cfg.weights
-    rot = views.cameras.w2c()[:, :3, :3].to(out.face_normal_world)
-    normal_cam = torch.einsum("bij,bhwj->bhwi", rot, out.face_normal_world)
+    normal_cam = views.cameras.rotate_to_camera(out.face_normal_world)
     terms: dict[str, torch.Tensor] = {}
     if estimator is None:
         if w.normal > 0:  # the prior judges the normal map, encoded as an image
@@ -197,7 +198,6 @@ def _normal_terms(
         cos = (normal_cam * pred.normals).sum(-1, keepdim=True)
         terms["normal"] = w.normal * ((1.0 - cos) * mask).sum() / mask.sum().clamp_min(1.0)
     if w.silhouette > 0 and pred.foreground is not None:
-        alpha = out.antialias(out.alpha)
         terms["silhouette"] = w.silhouette * ((alpha - pred.foreground) ** 2).mean()
     return terms
 

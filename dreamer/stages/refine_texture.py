@@ -26,6 +26,7 @@ from dreamer.objectives.sds import SDSConfig
 from dreamer.objectives.select import ObjectiveConfig, build_objective
 from dreamer.priors.base import Views
 from dreamer.representations.mesh import TexturedMesh
+from dreamer.stages.coarse import sample_backgrounds
 from dreamer.stages.context import RunContext
 from renderers.mesh import render_mesh
 
@@ -78,10 +79,7 @@ def refine_texture(
             info["refine_stopped_at_step"] = step
             break
         cams = sample_orbit_cameras(cfg.batch_size, gen, cfg.elevation, cfg.radius, cfg.fovy).to(dev)
-        if cfg.background == "random":
-            background = torch.rand(cfg.batch_size, 3, generator=gen).to(dev)
-        else:
-            background = torch.full((cfg.batch_size, 3), 0.5, device=dev)
+        background = sample_backgrounds(cfg.background, cfg.batch_size, gen).to(dev)
         out = render_mesh(
             verts, faces, cams.mvp(res, res), cams.w2c(), (res, res), uvs=uvs, texture=current(), background=background
         )
