@@ -53,4 +53,4 @@ def test_refinement_recovers_the_reference_colours(tmp_path) -> None:
     before, after = error(grey.texture), error(refined)
     assert info["refine_steps"] == 40
     assert refined.shape == grey.texture.shape and refined.min() >= 0 and refined.max() <= 1
-    assert after < before / 3, (before, after)  # measured: 0.40 -> 0.032
+    assert after < before / 3, (before, after)  # measured: 0.39 -> 0.077
