@@ -461,6 +461,23 @@ def bench_sds(run: Runner, sizes: Sizes, args: argparse.Namespace, gsplat_ok: bo
 
 
 # ----------------------------------------------------------------------------- driver
+def _reference_context(cfg: Any, device: torch.device, folder: Path, prompt: str = "a sphere") -> Any:
+    """A RunContext whose prior is the reference prior of a unit-ish sphere saved in ``folder``."""
+    import trimesh
+
+    from dreamer.export.mesh_export import save_glb
+    from dreamer.representations.mesh import TexturedMesh
+    from dreamer.stages.context import RunContext
+
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=0.6)
+    path = save_glb(TexturedMesh(sphere.vertices, sphere.faces), folder / "sphere.glb")
+    out = folder / "run"
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return RunContext(
+        out=out, cfg=cfg, prompt=prompt, negative="", seed=0, device=device, prior_spec=f"reference:{path}"
+    )
+
+
 def bench_polish(device: torch.device, smoke: bool) -> dict[str, Any]:
     """Seconds per polish step at the dreampolish preset's sizes (oracle estimator)."""
     import tempfile
@@ -468,10 +485,8 @@ def bench_polish(device: torch.device, smoke: bool) -> dict[str, Any]:
     import numpy as np
     import trimesh
 
-    from dreamer.export.mesh_export import save_glb
     from dreamer.presets import load_preset
     from dreamer.representations.mesh import TexturedMesh
-    from dreamer.stages.context import RunContext
     from dreamer.stages.polish import run_polish
 
     steps = 3 if smoke else 20
@@ -484,16 +499,7 @@ def bench_polish(device: torch.device, smoke: bool) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     noisy = TexturedMesh(sphere.vertices * (1 + rng.normal(0, 0.01, (len(sphere.vertices), 1))), sphere.faces)
     with tempfile.TemporaryDirectory() as tmp:
-        path = save_glb(TexturedMesh(sphere.vertices, sphere.faces), Path(tmp) / "sphere.glb")
-        ctx = RunContext(
-            out=Path(tmp) / "run",
-            cfg=cfg,
-            prompt="a sphere",
-            negative="",
-            seed=0,
-            device=device,
-            prior_spec=f"reference:{path}",
-        )
+        ctx = _reference_context(cfg, device, Path(tmp))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
@@ -515,6 +521,48 @@ def bench_polish(device: torch.device, smoke: bool) -> dict[str, Any]:
     }
     if device.type == "cuda":
         result["peak_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return result
+
+
+def bench_progressive(device: torch.device, smoke: bool) -> dict[str, Any]:
+    """Seconds per step and peak memory of the NeRF, NeuS and DMTet stages at 512 px (one view
+    per step; the dreampolish preset otherwise), each started from the previous one's result."""
+    import tempfile
+
+    from dreamer.presets import load_preset
+    from dreamer.stages.dmtet import run_dmtet
+    from dreamer.stages.nerf import run_nerf
+    from dreamer.stages.neus import run_neus
+
+    steps = 2 if smoke else 6
+    res = 32 if smoke else 512
+    overrides: dict[str, Any] = {}
+    for stage in ("nerf", "neus", "dmtet"):
+        overrides |= {f"{stage}.steps": steps, f"{stage}.resolution": res, f"{stage}.batch_size": 1}
+    if smoke:
+        overrides |= {"nerf.isosurface.resolution": 48, "neus.init.resolution": 48, "neus.init.steps": 10}
+        overrides |= {"neus.isosurface_resolution": 48, "dmtet.grid_resolution": 16, "nerf.isosurface.level": 3.0}
+    cfg = load_preset("dreampolish-cpu" if smoke else "dreampolish", overrides)
+    result: dict[str, Any] = {"resolution": res, "views": 1, "steps": steps}
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = _reference_context(cfg, device, Path(tmp))
+        stages = (
+            ("nerf", lambda _: run_nerf(ctx)),
+            ("neus", lambda f: run_neus(ctx, f)),
+            ("dmtet", lambda f: run_dmtet(ctx, f)),
+        )
+        previous = None
+        for name, run_stage in stages:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            try:
+                previous, _ = run_stage(previous)
+            except Exception as err:  # an OOM at 512 px is a result worth recording
+                result[name] = {"error": first_line(err)}
+                break
+            result[name] = {"seconds_per_step": ctx.stage_info[name].get("seconds_per_step")}
+            if device.type == "cuda":
+                result[name]["peak_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return result
 
 
@@ -553,7 +601,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--budget-s", type=float, default=300.0, help="wall-clock budget for all measurements")
     ap.add_argument("--repeats", type=int, default=10, help="timed calls per measurement (at most)")
     ap.add_argument("--max-s", type=float, default=4.0, help="stop a measurement's repeats after this long")
-    ap.add_argument("--sections", default="gaussians,mesh,polish,sds", help="comma-separated subset to run")
+    ap.add_argument("--sections", default="gaussians,mesh,polish,progressive,sds", help="comma-separated subset to run")
     ap.add_argument("--no-gsplat", action="store_true", help="skip the gsplat backend")
     ap.add_argument("--no-nvdiffrast", action="store_true", help="skip the nvdiffrast backend")
     ap.add_argument("--channels-last", action="store_true", help="UNet and VAE in channels-last memory format")
@@ -618,6 +666,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tasks.append(("mesh", lambda: bench_mesh(run, sizes.mesh_faces, sizes.image, sizes.cameras, m_backends)))
     if "polish" in sections:
         tasks.append(("polish", lambda: bench_polish(device, args.smoke)))
+    if "progressive" in sections:
+        tasks.append(("progressive", lambda: bench_progressive(device, args.smoke)))
     if "sds" in sections:
         tasks.append(("sds", lambda: bench_sds(run, sizes, args, gsplat_ok)))
     if "gaussians" in sections:
@@ -635,7 +685,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if isinstance(result, dict):
             result["section_s"] = round(time.perf_counter() - t0, 1)
         _free()  # the section's tensors died with its frame
-        if section in ("sds", "polish"):
+        if section in ("sds", "polish", "progressive"):
             report[section] = result
         else:
             report[section].append(result)
@@ -715,6 +765,11 @@ def print_summary(report: dict[str, Any]) -> None:
             f"polish: {polish.get('seconds_per_step', polish.get('error', '-'))} s/step "
             f"({polish.get('faces')} faces, {polish.get('views')} x {polish.get('resolution')} px)"
         )
+    progressive = report.get("progressive") or {}
+    for stage in ("nerf", "neus", "dmtet"):
+        if stage in progressive:
+            r = progressive[stage]
+            print(f"{stage}: {r.get('seconds_per_step', r.get('error', '-'))} s/step at {progressive['resolution']} px")
     sds = report["sds"]
     if sds:
         print(

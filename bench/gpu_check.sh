@@ -8,13 +8,14 @@
 #   1. machine and versions (nvidia-smi, python, torch, nvcc, Python headers)
 #   2. carried wheels: .whl/*.whl -> /tmp/site (no index, no deps); PYTHONPATH=/tmp/site:<repo>
 #   3. builds, side by side: nvdiffrast from third_party/nvdiffrast (pip --no-build-isolation
-#      --no-deps, into /tmp/site-nvdiffrast) and gsplat's JIT CUDA extension (warmed by one render),
+#      --no-deps, into /tmp/site-nvdiffrast), gsplat's and nerfacc's JIT CUDA extensions (each
+#      warmed by one call),
 #      both for this card's arch only (TORCH_CUDA_ARCH_LIST) with MAX_JOBS=16
 #   4. python -m pytest -m gpu on the test files that hold gpu-marked tests
 #   5. python -m bench.gpu_bench (writes gpu_<gpu-name>.json)
 # Files written to the results folder (at most 8 come back from the device tool):
-#   gpu_check.log (everything), build_nvdiffrast.log, build_gsplat.log, pytest_gpu.log,
-#   gpu_<gpu-name>.json.
+#   gpu_check.log (everything), build_nvdiffrast.log, build_gsplat.log, build_nerfacc.log,
+#   pytest_gpu.log, gpu_<gpu-name>.json.
 # Without CUDA (a CPU machine) the builds are skipped, the gpu tests skip themselves and the
 # benchmark runs in --smoke mode, so the script can be tried anywhere.
 
@@ -134,8 +135,26 @@ print(f"gsplat render+backward ok, alpha mean {r.alpha.mean().item():.3f}; {time
 EOF
     ) >"$RES/build_gsplat.log" 2>&1 &
     GS_PID=$!
+    (
+        timeout "$BT" "$PY" - <<'EOF'
+import time
+t0 = time.time()
+import torch
+from nerfacc import OccGridEstimator
+est = OccGridEstimator([-1.0] * 3 + [1.0] * 3, resolution=32).cuda()
+est.update_every_n_steps(0, lambda p: torch.ones(len(p), device=p.device) * 0.5, n=1)
+rays_o = torch.tensor([[0.0, 0.0, 2.5]], device="cuda")
+rays_d = torch.tensor([[0.0, 0.0, -1.0]], device="cuda")
+ray_indices, _, _ = est.sampling(rays_o, rays_d, render_step_size=0.05)
+torch.cuda.synchronize()
+print(f"nerfacc extension ready, {len(ray_indices)} samples; {time.time() - t0:.1f}s")
+EOF
+    ) >"$RES/build_nerfacc.log" 2>&1 &
+    NF_PID=$!
     wait "$GS_PID"
     RC[gsplat]=$?
+    wait "$NF_PID"
+    RC[nerfacc]=$?
     if [[ -n $NVDR_PID ]]; then
         wait "$NVDR_PID"
         RC[nvdiffrast]=$?
@@ -143,7 +162,7 @@ EOF
         RC[nvdiffrast]=missing
     fi
     [[ ${RC[gsplat]} == 0 ]] && GSPLAT_OK=1
-    for name in gsplat nvdiffrast; do
+    for name in gsplat nerfacc nvdiffrast; do
         echo "--- build_$name.log (rc ${RC[$name]}), last lines:"
         tail -n 15 "$RES/build_$name.log"
     done
@@ -152,6 +171,7 @@ EOF
 else
     echo "no CUDA device or no nvcc: builds skipped"
     RC[gsplat]=skipped
+    RC[nerfacc]=skipped
     RC[nvdiffrast]=skipped
 fi
 
@@ -181,7 +201,7 @@ RC[bench]=$?
 
 # ---------------------------------------------------------------------------------------- summary
 banner "summary (rc; 124 = timed out)"
-for k in wheels gsplat nvdiffrast pytest bench; do echo "  $k: ${RC[$k]:-not run}"; done
+for k in wheels gsplat nerfacc nvdiffrast pytest bench; do echo "  $k: ${RC[$k]:-not run}"; done
 grep -E "passed|failed|skipped|error" "$RES/pytest_gpu.log" | tail -n 3
 echo "results in $RES:"
 ls -l "$RES"

@@ -12,10 +12,13 @@ from typing import Literal
 from dreamer.config import Strict, validate
 from dreamer.preset_files import apply_overrides, read_preset, resolve_preset_path
 from dreamer.stages.coarse import CoarseConfig
+from dreamer.stages.dmtet import DMTetConfig
 from dreamer.stages.edit import EditConfig
 from dreamer.stages.export import ExportConfig
 from dreamer.stages.extract import ExtractConfig
 from dreamer.stages.init import InitConfig
+from dreamer.stages.nerf import NerfConfig
+from dreamer.stages.neus import NeusConfig
 from dreamer.stages.polish import PolishConfig
 from dreamer.stages.texture import TextureConfig
 
@@ -34,9 +37,15 @@ class RunConfig(Strict):
     prior: str = "sd21-base"
     negative_prompt: str = ""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: how geometry is built before polishing: 3D Gaussians (init, coarse, extract) or
+    #: DreamPolish's progressive route (nerf, neus, dmtet)
+    route: Literal["gaussians", "progressive"] = "gaussians"
     init: InitConfig = InitConfig()
     coarse: CoarseConfig = CoarseConfig()
     extract: ExtractConfig = ExtractConfig()
+    nerf: NerfConfig = NerfConfig()
+    neus: NeusConfig = NeusConfig()
+    dmtet: DMTetConfig = DMTetConfig()
     polish: PolishConfig = PolishConfig()
     texture: TextureConfig = TextureConfig()
     export: ExportConfig = ExportConfig()

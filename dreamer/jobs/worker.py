@@ -26,8 +26,12 @@ from dreamer.jobs.store import CANCELLED, FAILED, SUCCEEDED, Job, JobStore, work
 
 log = logging.getLogger("dreamer.jobs")
 
-#: share of the whole run each stage takes (for one overall percentage)
-STAGE_WEIGHTS = {"init": 0.02, "coarse": 0.45, "extract": 0.1, "polish": 0.23, "texture": 0.15, "export": 0.05}
+#: share of the whole run each stage takes (for one overall percentage), per geometry route;
+#: both routes reach polish at the same 57 %, so the shared stages need no route
+ROUTE_STAGE_WEIGHTS = (
+    {"init": 0.02, "coarse": 0.45, "extract": 0.1, "polish": 0.23, "texture": 0.15, "export": 0.05},
+    {"nerf": 0.3, "neus": 0.17, "dmtet": 0.1, "polish": 0.23, "texture": 0.15, "export": 0.05},
+)
 #: files a finished job offers for download, in this order
 ARTIFACTS = ("model.glb", "model_obj.zip", "gaussians.ply", "preview.png", "run.json")
 _OBJ_FILES = ("model.obj", "model.mtl", "model_albedo.png")
@@ -97,8 +101,9 @@ class PriorCache:
 
 
 def _progress_fraction(stage: str, step: int, total: int) -> float:
+    weights = next((w for w in ROUTE_STAGE_WEIGHTS if stage in w), ROUTE_STAGE_WEIGHTS[0])
     done = 0.0
-    for name, weight in STAGE_WEIGHTS.items():
+    for name, weight in weights.items():
         if name == stage:
             return done + weight * (min(step, total) / total if total > 0 else 0.0)
         done += weight

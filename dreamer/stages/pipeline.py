@@ -1,9 +1,11 @@
 """The one-call pipeline: prompt in, output folder out; every stage checkpointed and resumable.
 
 ``generate(request)`` validates everything before any heavy work (prompt, preset, prior files,
-device), then runs init -> coarse -> extract -> polish -> texture -> export. Each stage leaves its result in
+device), then builds geometry by one of two routes, 3D Gaussians (init -> coarse -> extract) or
+DreamPolish's progressive route (nerf -> neus -> dmtet), and goes on with polish -> texture ->
+export. Each stage leaves its result in
 ``OUT/checkpoints/`` (written whole, then renamed); ``resume(OUT)`` reads ``OUT/run.json`` and
-runs only what is missing, the coarse stage from its last intermediate checkpoint.
+runs only what is missing, a stage in progress from its last intermediate checkpoint.
 
 Example:
     >>> out = generate(GenerateRequest(prompt="a duck", out=Path("out/duck"),
@@ -32,18 +34,27 @@ from dreamer.preset_files import default_preset
 from dreamer.presets import RunConfig, config_from_dict, load_preset
 from dreamer.priors.load import check_prior_available
 from dreamer.prompts import check_prompt
+from dreamer.representations.dmtet import DMTet
+from dreamer.representations.fields import DensityField, SDFField
 from dreamer.representations.gaussians import Gaussians, gaussians_from_state
 from dreamer.representations.mesh import TexturedMesh
 from dreamer.stages.coarse import run_coarse
 from dreamer.stages.context import ProgressCallback, RunContext
+from dreamer.stages.dmtet import run_dmtet
 from dreamer.stages.edit import EDIT_CHECKPOINT, SOURCE_CHECKPOINT, run_edit
 from dreamer.stages.export import run_export
 from dreamer.stages.extract import run_extract
 from dreamer.stages.init import run_init
+from dreamer.stages.nerf import run_nerf
+from dreamer.stages.neus import run_neus
 from dreamer.stages.polish import run_polish
 from dreamer.stages.texture import run_texture
 
-STAGES = ("init", "coarse", "extract", "polish", "texture", "export")
+ROUTES = {
+    "gaussians": ("init", "coarse", "extract", "polish", "texture", "export"),
+    "progressive": ("nerf", "neus", "dmtet", "polish", "texture", "export"),
+}
+STAGES = ROUTES["gaussians"]
 _LIBRARIES = ("torch", "diffusers", "transformers", "gsplat", "trimesh", "xatlas", "numpy", "pydantic")
 
 
@@ -118,6 +129,9 @@ def _ckpt(ctx: RunContext, stage: str) -> Path:
             "init": "init.pt",
             "coarse": "coarse.pt",
             "extract": "extract.npz",
+            "nerf": "nerf.pt",
+            "neus": "neus.pt",
+            "dmtet": "dmtet.pt",
             "polish": "polish.npz",
             "texture": "texture.npz",
         }[stage]
@@ -141,6 +155,23 @@ def _save_mesh(mesh: TexturedMesh, path: Path) -> None:
     arrays = {k: v for k, v in vars(mesh).items() if v is not None}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
+
+
+def _save_module(module: torch.nn.Module, path: Path) -> None:
+    from dreamer.export.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(module.state_dict(), tmp)
+
+
+def _load_module(module: torch.nn.Module, path: Path, device: torch.device) -> torch.nn.Module:
+    module.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    return module.to(device).eval()
+
+
+def _surface(ctx: RunContext, stage: str) -> Path:
+    """Where a field stage's surface mesh goes (the next stage's start, and what bench scores)."""
+    return ctx.checkpoints / f"{stage}_mesh.npz"
 
 
 def _load_mesh(path: Path) -> TexturedMesh:
@@ -196,7 +227,7 @@ def generate(request: GenerateRequest, on_progress: ProgressCallback | None = No
     ctx, record = prepare(request, on_progress)
     with _run_lock(ctx.out):
         _write_run(ctx, record)
-        return _execute(ctx, record)
+        return _execute(ctx, record, stages_of(record))
 
 
 def resume(out: Path, on_progress: ProgressCallback | None = None, device: str | None = None) -> Path:
@@ -231,11 +262,13 @@ def resume(out: Path, on_progress: ProgressCallback | None = None, device: str |
 
 
 def stages_of(record: dict) -> tuple[str, ...]:
-    """The stages a run.json's run goes through: an edit (``edited_from``, dreamer/stages/edit.py)
-    starts from a finished run's Gaussians, so its ``edit`` stage takes the place of init and coarse."""
+    """The stages a run.json's run goes through: its route's, except that an edit
+    (``edited_from``, dreamer/stages/edit.py) starts from a finished run's Gaussians, so its
+    ``edit`` stage takes the place of init and coarse."""
+    stages = ROUTES[record["settings"].get("route", "gaussians")]
     if "edited_from" not in record:
-        return STAGES
-    return tuple(s for s in ("edit", *STAGES) if s not in ("init", "coarse"))
+        return stages
+    return tuple(s for s in ("edit", *stages) if s not in ("init", "coarse"))
 
 
 def _execute(ctx: RunContext, record: dict, stages: tuple[str, ...] = STAGES) -> Path:
@@ -243,6 +276,8 @@ def _execute(ctx: RunContext, record: dict, stages: tuple[str, ...] = STAGES) ->
     torch.manual_seed(ctx.seed)  # libraries that draw from the global generator stay reproducible
     gaussians: Gaussians | None = None
     mesh: TexturedMesh | None = None
+    field: DensityField | SDFField | None = None
+    progressive = "dmtet" in stages
     try:
         for stage in stages:
             done = stage != "export" and _ckpt(ctx, stage).exists()
@@ -266,14 +301,38 @@ def _execute(ctx: RunContext, record: dict, stages: tuple[str, ...] = STAGES) ->
             elif stage == "extract":
                 gaussians = gaussians or _load_gaussians(_ckpt(ctx, "coarse"))
                 _save_mesh(run_extract(ctx, gaussians), _ckpt(ctx, "extract"))
+            elif stage == "nerf":
+                field, surface = run_nerf(ctx)
+                _save_mesh(surface, _surface(ctx, "nerf"))
+                _save_module(field, _ckpt(ctx, "nerf"))
+                _finish_distill_stage(ctx, record, "nerf")
+            elif stage == "neus":
+                field = field or _load_module(_new_density_field(ctx), _ckpt(ctx, "nerf"), ctx.device)
+                field, surface = run_neus(ctx, field)
+                _save_mesh(surface, _surface(ctx, "neus"))
+                _save_module(field, _ckpt(ctx, "neus"))
+                _finish_distill_stage(ctx, record, "neus")
+            elif stage == "dmtet":
+                field = field or _load_module(SDFField(ctx.cfg.nerf.field), _ckpt(ctx, "neus"), ctx.device)
+                dmtet, surface = run_dmtet(ctx, field)
+                _save_mesh(surface, _surface(ctx, "dmtet"))
+                _save_module(dmtet, _ckpt(ctx, "dmtet"))
+                _finish_distill_stage(ctx, record, "dmtet")
             elif stage == "polish":
-                _save_mesh(run_polish(ctx, _load_mesh(_ckpt(ctx, "extract"))), _ckpt(ctx, "polish"))
+                start = _surface(ctx, "dmtet") if progressive else _ckpt(ctx, "extract")
+                _save_mesh(run_polish(ctx, _load_mesh(start)), _ckpt(ctx, "polish"))
             elif stage == "texture":
-                gaussians = gaussians or _load_gaussians(_ckpt(ctx, "coarse"))
-                mesh = run_texture(ctx, _load_mesh(_ckpt(ctx, "polish")), _colour_source(gaussians))
+                polished = _load_mesh(_ckpt(ctx, "polish"))
+                if progressive:
+                    source = _field_colour_source(_load_dmtet(ctx).colour, polished)
+                else:
+                    gaussians = gaussians or _load_gaussians(_ckpt(ctx, "coarse"))
+                    source = _colour_source(gaussians)
+                mesh = run_texture(ctx, polished, source)
                 _save_mesh(mesh, _ckpt(ctx, "texture"))
             else:
-                gaussians = gaussians or _load_gaussians(_ckpt(ctx, "coarse"))
+                if not progressive:
+                    gaussians = gaussians or _load_gaussians(_ckpt(ctx, "coarse"))
                 mesh = mesh or _load_mesh(_ckpt(ctx, "texture"))
                 record["outputs"] = [p.name for p in run_export(ctx, mesh, gaussians)]
             record["stages"][stage] = {
@@ -291,6 +350,40 @@ def _execute(ctx: RunContext, record: dict, stages: tuple[str, ...] = STAGES) ->
     record["finished"] = _now()
     _write_run(ctx, record)
     return ctx.out
+
+
+def _finish_distill_stage(ctx: RunContext, record: dict, stage: str) -> None:
+    record["prior"].update(ctx.prior.describe())
+    (ctx.checkpoints / f"{stage}_last.pt").unlink(missing_ok=True)
+
+
+def _new_density_field(ctx: RunContext) -> DensityField:
+    blob = ctx.cfg.nerf.blob
+    return DensityField(ctx.cfg.nerf.field, blob.strength, blob.radius)
+
+
+def _load_dmtet(ctx: RunContext) -> DMTet:
+    dmtet = DMTet(ctx.cfg.dmtet.grid_resolution, ctx.cfg.nerf.field.radius, SDFField(ctx.cfg.nerf.field))
+    return _load_module(dmtet, _ckpt(ctx, "dmtet"), ctx.device)
+
+
+def _field_colour_source(colour: SDFField, mesh: TexturedMesh):
+    """Renders of ``mesh`` coloured by the field at each pixel's surface point (over grey): the
+    texture takes the field's colours exactly where the polished surface lies."""
+    from renderers.mesh import render_mesh
+
+    device = next(colour.parameters()).device
+    vertices = torch.as_tensor(mesh.vertices, device=device)
+    faces = torch.as_tensor(mesh.faces, device=device).long()
+
+    def render(cams, size: int) -> torch.Tensor:
+        cams = cams.to(device)
+        with torch.no_grad():
+            out = render_mesh(vertices, faces, cams.mvp(size, size), cams.w2c(), (size, size))
+            albedo = colour.albedo(out.position_world.reshape(-1, 3)).view_as(out.position_world)
+        return albedo * out.alpha + 0.5 * (1.0 - out.alpha)
+
+    return render
 
 
 def _colour_source(gaussians: Gaussians):

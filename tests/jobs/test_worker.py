@@ -128,3 +128,13 @@ def test_retention_removes_outputs_keeps_records(service):
     assert not (service.config.runs_dir / job.id).exists()
     kept = service.get("alice", job.id)
     assert kept.purged and kept.state == SUCCEEDED and kept.artifacts == []
+
+
+def test_progress_runs_from_zero_to_one_on_either_route():
+    from dreamer.jobs.worker import _progress_fraction
+    from dreamer.stages.pipeline import ROUTES
+
+    for stages in ROUTES.values():
+        points = [_progress_fraction(s, step, 2) for s in stages for step in (0, 1, 2)]
+        assert points[0] == 0.0 and abs(points[-1] - 1.0) < 1e-9
+        assert points == sorted(points), stages

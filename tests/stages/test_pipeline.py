@@ -7,11 +7,10 @@ import pytest
 import torch
 
 from dreamer.errors import DreamerError
-from dreamer.export.mesh_export import save_glb
 from dreamer.representations.gaussians import gaussians_from_state
 from dreamer.representations.mesh_io import load_mesh
 from dreamer.stages.pipeline import GenerateRequest, generate, resume
-from tests.helpers import TINY_RUN, coloured_box
+from tests.helpers import TINY_RUN
 
 TINY = {
     **TINY_RUN,
@@ -24,13 +23,6 @@ TINY = {
     "coarse.densify.stop": 20,
     "init.num_points": 400,
 }
-
-
-@pytest.fixture(scope="module")
-def box_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("assets") / "box.glb"
-    save_glb(coloured_box(), path)
-    return path
 
 
 def _request(box_path, out, **changes):
