@@ -275,7 +275,7 @@ def edit(request: EditRequest, on_progress: ProgressCallback | None = None) -> P
     OUT is only read. The run then goes through the pipeline's runner like any other, so it
     checkpoints, reports progress and resumes (``pipeline.resume``) the same way.
     """
-    from dreamer.stages.pipeline import _execute, _load_gaussians, _run_lock, _save_gaussians, _write_run, stages_of
+    from dreamer.stages.pipeline import _execute, _load_gaussians, _run_lock, _save_state, _write_run, stages_of
 
     ctx, record = prepare_edit(request, on_progress)
     try:
@@ -286,6 +286,6 @@ def edit(request: EditRequest, on_progress: ProgressCallback | None = None) -> P
         if (ctx.out / "run.json").exists():  # another edit got here between the check and the lock
             raise DreamerError(f"{ctx.out} already holds a run: continue it with dreamer generate --resume {ctx.out}")
         # the source goes in first: a run.json without it could not be resumed
-        _save_gaussians(source, ctx.checkpoints / SOURCE_CHECKPOINT)
+        _save_state(source, ctx.checkpoints / SOURCE_CHECKPOINT)
         _write_run(ctx, record)
         return _execute(ctx, record, stages_of(record))

@@ -65,10 +65,13 @@ def run_neus(ctx: RunContext, nerf: DensityField) -> tuple[SDFField, TexturedMes
     cfg: NeusConfig = ctx.cfg.neus
     info = ctx.stage_info.setdefault("neus", {})
     torch.manual_seed(ctx.seed + 1)
-    field, facts = sdf_from_density(
-        nerf, resolution=cfg.init.resolution, steps=cfg.init.steps, generator=ctx.generator(15)
-    )
-    info["init"] = {"from": f"NeRF isosurface at density {float(nerf.surface_level):.3g}", **facts}
+    if (ctx.checkpoints / "neus_last.pt").exists():  # distill restores the fitted, partly trained field
+        field = SDFField(nerf.cfg).to(ctx.device)
+    else:
+        field, facts = sdf_from_density(
+            nerf, resolution=cfg.init.resolution, steps=cfg.init.steps, generator=ctx.generator(15)
+        )
+        info["init"] = {"from": f"NeRF isosurface at density {float(nerf.surface_level):.3g}", **facts}
     model = VolumeModel(field, cfg.sampling, ctx.device)
     grid_gen, jitter = ctx.generator(16), ctx.generator(17)
     update_grid = grid_updater(model, cfg.sampling, grid_gen)

@@ -138,11 +138,12 @@ def _ckpt(ctx: RunContext, stage: str) -> Path:
     )
 
 
-def _save_gaussians(g: Gaussians, path: Path) -> None:
+def _save_state(owner: Gaussians | torch.nn.Module, path: Path) -> None:
+    """Write ``owner.state_dict()`` (Gaussians, fields, DMTet) as CPU tensors, whole or not at all."""
     from dreamer.export.files import atomic_path
 
     with atomic_path(path) as tmp:
-        torch.save({k: v.detach().cpu() for k, v in g.state_dict().items()}, tmp)
+        torch.save({k: v.detach().cpu() for k, v in owner.state_dict().items()}, tmp)
 
 
 def _load_gaussians(path: Path) -> Gaussians:
@@ -155,13 +156,6 @@ def _save_mesh(mesh: TexturedMesh, path: Path) -> None:
     arrays = {k: v for k, v in vars(mesh).items() if v is not None}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-
-
-def _save_module(module: torch.nn.Module, path: Path) -> None:
-    from dreamer.export.files import atomic_path
-
-    with atomic_path(path) as tmp:
-        torch.save(module.state_dict(), tmp)
 
 
 def _load_module(module: torch.nn.Module, path: Path, device: torch.device) -> torch.nn.Module:
@@ -287,15 +281,15 @@ def _execute(ctx: RunContext, record: dict, stages: tuple[str, ...] = STAGES) ->
                 torch.cuda.reset_peak_memory_stats(ctx.device)
             started = time.perf_counter()
             if stage == "init":
-                _save_gaussians(run_init(ctx), _ckpt(ctx, "init"))
+                _save_state(run_init(ctx), _ckpt(ctx, "init"))
             elif stage == "coarse":
                 gaussians = run_coarse(ctx, _load_gaussians(_ckpt(ctx, "init")))
-                _save_gaussians(gaussians, _ckpt(ctx, "coarse"))
+                _save_state(gaussians, _ckpt(ctx, "coarse"))
                 record["prior"].update(ctx.prior.describe())
                 (ctx.checkpoints / "coarse_last.pt").unlink(missing_ok=True)
             elif stage == "edit":
                 gaussians = run_edit(ctx, _load_gaussians(ctx.checkpoints / SOURCE_CHECKPOINT))
-                _save_gaussians(gaussians, _ckpt(ctx, "edit"))
+                _save_state(gaussians, _ckpt(ctx, "edit"))
                 record["prior"].update(ctx.prior.describe())
                 (ctx.checkpoints / EDIT_CHECKPOINT).unlink(missing_ok=True)
             elif stage == "extract":
@@ -304,19 +298,19 @@ def _execute(ctx: RunContext, record: dict, stages: tuple[str, ...] = STAGES) ->
             elif stage == "nerf":
                 field, surface = run_nerf(ctx)
                 _save_mesh(surface, _surface(ctx, "nerf"))
-                _save_module(field, _ckpt(ctx, "nerf"))
+                _save_state(field, _ckpt(ctx, "nerf"))
                 _finish_distill_stage(ctx, record, "nerf")
             elif stage == "neus":
                 field = field or _load_module(_new_density_field(ctx), _ckpt(ctx, "nerf"), ctx.device)
                 field, surface = run_neus(ctx, field)
                 _save_mesh(surface, _surface(ctx, "neus"))
-                _save_module(field, _ckpt(ctx, "neus"))
+                _save_state(field, _ckpt(ctx, "neus"))
                 _finish_distill_stage(ctx, record, "neus")
             elif stage == "dmtet":
                 field = field or _load_module(SDFField(ctx.cfg.nerf.field), _ckpt(ctx, "neus"), ctx.device)
                 dmtet, surface = run_dmtet(ctx, field)
                 _save_mesh(surface, _surface(ctx, "dmtet"))
-                _save_module(dmtet, _ckpt(ctx, "dmtet"))
+                _save_state(dmtet, _ckpt(ctx, "dmtet"))
                 _finish_distill_stage(ctx, record, "dmtet")
             elif stage == "polish":
                 start = _surface(ctx, "dmtet") if progressive else _ckpt(ctx, "extract")

@@ -70,23 +70,24 @@ def test_progressive_route_writes_every_stage_and_output(box_path, tmp_path):
     assert (lo > -1.0).all() and (hi < 1.0).all()
 
 
-def test_a_killed_nerf_stage_resumes_and_matches_an_uninterrupted_run(box_path, tmp_path):
-    overrides = {**TINY_PROGRESSIVE, "neus.steps": 0, "dmtet.steps": 0, "polish.steps": 0}
+@pytest.mark.parametrize("stage", ["nerf", "neus"])
+def test_a_killed_field_stage_resumes_and_matches_an_uninterrupted_run(box_path, tmp_path, stage):
+    overrides = {**TINY_PROGRESSIVE, "neus.steps": 6, "neus.checkpoint_every": 2, "dmtet.steps": 0, "polish.steps": 0}
     straight = generate(_with(_request(box_path, tmp_path / "straight"), overrides))
 
     def kill_at_step_5(event):
-        if event.stage == "nerf" and event.step == 5:
+        if event.stage == stage and event.step == 5:
             raise KeyboardInterrupt
 
     killed = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         generate(_with(_request(box_path, killed), overrides), kill_at_step_5)
-    assert (killed / "checkpoints" / "nerf_last.pt").is_file()
+    assert (killed / "checkpoints" / f"{stage}_last.pt").is_file()
     steps = []
-    resume(killed, lambda e: steps.append(e.step) if e.stage == "nerf" else None)
+    resume(killed, lambda e: steps.append(e.step) if e.stage == stage else None)
     assert steps[0] == 5, "resumed after the step-4 checkpoint"
-    a = torch.load(straight / "checkpoints" / "nerf.pt")
-    b = torch.load(killed / "checkpoints" / "nerf.pt")
+    a = torch.load(straight / "checkpoints" / f"{stage}.pt")
+    b = torch.load(killed / "checkpoints" / f"{stage}.pt")
     for key in a:
         torch.testing.assert_close(a[key], b[key], msg=key)
 
