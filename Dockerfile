@@ -47,7 +47,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     HF_HOME=/models/huggingface \
     DREAMER_CACHE=/models/dreamer \
     DREAMER_STUDIO_ROOT=/data/studio \
-    DREAMER_PRESETS=/opt/dreamer/presets
+    DREAMER_PRESETS=/opt/dreamer/presets \
+    DREAMER_ASSETS=/opt/dreamer/assets
 RUN mkdir -p /models /data && chown dreamer:dreamer /models /data
 # model weights and the output store live on volumes, outside the image
 VOLUME ["/models", "/data"]

@@ -22,6 +22,8 @@ def test_missing_weights_fail_fast_with_one_line(tmp_path):
     proc = _run(
         "generate",
         "a corgi",
+        "--prior",
+        "sd21-base",
         "--out",
         str(tmp_path / "out"),
         env_extra={"HF_HOME": str(tmp_path / "hf"), "DREAMER_CACHE": str(tmp_path / "cache")},

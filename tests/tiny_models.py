@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
+from dreamer.priors.shapes.text import clip_text_encoder, write_clip_tokenizer
+
 if TYPE_CHECKING:
     from diffusers import DDPMScheduler
 
@@ -45,65 +47,6 @@ MARIGOLD_STEPS = 2
 MARIGOLD_RESOLUTION = 32
 
 _WORDS = ("a", "corgi", "dog", "cat", "chair", "front", "side", "back", "overhead", "view", "blurry")
-_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789,.!-'"
-_BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
-
-
-def write_tiny_clip_tokenizer(folder: Path) -> None:
-    """Write a hand-made CLIP BPE vocabulary (single characters plus a few whole words).
-
-    Every lowercase letter, digit and common punctuation mark is in the vocabulary (alone and
-    as a word end), so any prompt tokenizes; the words in ``_WORDS`` become single tokens.
-    """
-    from transformers import CLIPTokenizer
-
-    vocab: dict[str, int] = {}
-    merges: list[str] = []
-
-    def add(token: str) -> None:
-        if token not in vocab:
-            vocab[token] = len(vocab)
-
-    for ch in _CHARS:
-        add(ch)
-        add(ch + "</w>")
-    for word in _WORDS:
-        # left-to-right merges: "c o" -> "co", "co r" -> "cor", ..., the last piece ends in </w>
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        current = pieces[0]
-        for piece in pieces[1:]:
-            merge = f"{current} {piece}"
-            if merge not in merges:
-                merges.append(merge)
-            current += piece
-            add(current)
-    add(_BOS)
-    add(_EOS)
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    tokenizer = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
-    tokenizer.model_max_length = 77
-    tokenizer.save_pretrained(str(folder))
-
-
-def _text_encoder(eos_token_id: int, pad_token_id: int, bos_token_id: int) -> torch.nn.Module:
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    config = CLIPTextConfig(
-        vocab_size=256,
-        hidden_size=TEXT_DIM,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=77,
-        projection_dim=TEXT_DIM,
-        bos_token_id=bos_token_id,
-        eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
-    )
-    return CLIPTextModel(config).eval()
 
 
 def _unet(in_channels: int, sample_size: int, out_channels: int | None = None) -> torch.nn.Module:
@@ -137,10 +80,10 @@ def _scheduler(prediction_type: PredictionType) -> DDPMScheduler:
 
 
 def _save_text_parts(path: Path) -> None:
-    """Tokenizer and text encoder shared by both tiny models (ids agree with the vocabulary)."""
-    write_tiny_clip_tokenizer(path / "tokenizer")
+    """Tokenizer and text encoder shared by the tiny models (ids agree with the vocabulary)."""
+    write_clip_tokenizer(path / "tokenizer", _WORDS)
     vocab = json.loads((path / "tokenizer" / "vocab.json").read_text())
-    encoder = _text_encoder(eos_token_id=vocab[_EOS], pad_token_id=vocab[_EOS], bos_token_id=vocab[_BOS])
+    encoder = clip_text_encoder(vocab, TEXT_DIM, layers=2, heads=2).eval()
     encoder.save_pretrained(str(path / "text_encoder"))
 
 

@@ -89,6 +89,10 @@ class Prior(ABC):
     sample_size: int
     #: whether prompts matter (the reference prior ignores them)
     uses_text: bool = True
+    #: whether a rendered normal map, shown as an image, is something this prior can judge (Stable
+    #: Diffusion can: ProlificDreamer's geometry stage relies on it; a model trained only on
+    #: renders of coloured objects cannot, and the polish stage then needs a normal estimator)
+    judges_normal_maps: bool = True
 
     @property
     @abstractmethod

@@ -46,6 +46,9 @@ from dreamer.priors.weights import (
 if TYPE_CHECKING:
     from torch import nn
 
+#: a model_index.json key (private to Dreamer, ignored by diffusers) that sets ``judges_normal_maps``
+JUDGES_NORMAL_MAPS_KEY = "_dreamer_judges_normal_maps"
+
 
 class DiffusersPrior(Prior):
     """A frozen diffusers UNet (plus VAE and text encoder) behind the score-distillation contract.
@@ -82,6 +85,7 @@ class DiffusersPrior(Prior):
         self.dtype = dtype
         self.cache_dir = cache_dir
         self.keep_text_encoder = keep_text_encoder
+        self.judges_normal_maps = _model_index(folder).get(JUDGES_NORMAL_MAPS_KEY, True)
         self.sample_size = int(unet.config.sample_size)
         self.in_channels = int(unet.config.in_channels)
         self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
@@ -116,8 +120,9 @@ class DiffusersPrior(Prior):
         """
         x = images.permute(0, 3, 1, 2)
         size = self.image_size
-        if x.shape[-2:] != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        if x.shape[-2:] != (size, size):  # shrinking (a 112 px render for a 32 px prior) is area-filtered
+            shrink = x.shape[-1] > size
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
         x = x * 2.0 - 1.0
         if self.vae is None:
             return x.float()
@@ -357,6 +362,14 @@ def _load_text_parts(
         raise DreamerError(f"model '{name}': text encoder could not be loaded: {first_line(err)}") from err
     encoder.requires_grad_(False).eval().to(device)
     return encoder, tokenizer
+
+
+def _model_index(folder: Path) -> dict:
+    """The folder's model_index.json ({} when absent or unreadable: it is optional here)."""
+    try:
+        return json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _diffusers_class(sub: Path, default: str) -> Any:

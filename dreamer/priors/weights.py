@@ -14,8 +14,14 @@ from pathlib import Path
 
 from dreamer.errors import DreamerError
 
+#: the repository's assets/ (shipped models and demo meshes); the Docker image sets DREAMER_ASSETS
+ASSETS_DIR = Path(os.environ.get("DREAMER_ASSETS", Path(__file__).resolve().parents[2] / "assets"))
+#: the built-in shapes prior, trained by ``python -m dreamer.priors.shapes.train``
+SHAPES_PRIOR_DIR = ASSETS_DIR / "shapes-prior"
+
 #: short names accepted wherever a prior id is
 PRIOR_ALIASES: dict[str, str] = {
+    "shapes": str(SHAPES_PRIOR_DIR),
     "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "sd21": "stabilityai/stable-diffusion-2-1-base",
     "sd21-base": "stabilityai/stable-diffusion-2-1-base",
@@ -69,6 +75,11 @@ def resolve_model(
         folder = path.resolve()
         _check_complete(str(folder), folder, pass_folder)
         return str(folder), folder, _folder_digest(folder)
+    if name == str(SHAPES_PRIOR_DIR):
+        raise DreamerError(
+            f"the shapes prior is missing from {SHAPES_PRIOR_DIR}: restore assets/ from the repository "
+            "or train it with `python -m dreamer.priors.shapes.train`"
+        )
     if path.exists():
         raise DreamerError(f"{role} '{name}' is a file; expected a diffusers model folder or a hub id")
     if name.startswith((".", "/", "~")) or name.count("/") != 1:

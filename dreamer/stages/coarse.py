@@ -51,7 +51,7 @@ class CoarseConfig(Strict):
     batch_size: PositiveInt = 4
     resolution: PositiveInt = 128
     cameras: CameraSampling = CameraSampling()
-    background: Literal["random", "white", "black", "grey"] = "random"
+    background: Literal["random", "random_grey", "white", "black", "grey"] = "random"
     objective: ObjectiveConfig = Field(default_factory=lambda: SDSConfig())
     lr: GaussianLearningRates = GaussianLearningRates()
     densify: DensifyConfig = DensifyConfig()
@@ -85,9 +85,14 @@ def set_learning_rates(optimizer: torch.optim.Optimizer, lr: GaussianLearningRat
 
 
 def sample_backgrounds(kind: str, batch: int, generator: torch.Generator) -> torch.Tensor:
-    """[B, 3] colours; random ones keep the object from painting its own background."""
+    """[B, 3] colours; random ones keep the object from painting its own background.
+
+    ``random_grey``: a random grey level per view, the backgrounds the shapes prior was trained on.
+    """
     if kind == "random":
         return torch.rand(batch, 3, generator=generator)
+    if kind == "random_grey":
+        return torch.rand(batch, 1, generator=generator).expand(batch, 3).clone()
     return torch.full((batch, 3), _BACKGROUNDS[kind])
 
 

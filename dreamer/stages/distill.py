@@ -57,7 +57,7 @@ class DistillConfig(Strict):
     batch_size: PositiveInt = 1
     resolution: PositiveInt = 64
     cameras: CameraSampling = CameraSampling()
-    background: Literal["random", "white", "black", "grey"] = "random"
+    background: Literal["random", "random_grey", "white", "black", "grey"] = "random"
     shading: ShadingConfig = ShadingConfig()
     objective: ObjectiveConfig = Field(default_factory=lambda: SDSConfig())
     checkpoint_every: PositiveInt = 100

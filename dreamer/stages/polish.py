@@ -7,7 +7,8 @@ textureless under a random light, and combines:
 * the normal term: ``1 - cos`` between the rendered face normals (camera frame) and the
   estimator's prediction for that shaded render, over pixels both see; with no estimator the
   prior itself scores the rendered normal map (SDS on normal maps, ProlificDreamer's geometry
-  stage);
+  stage), unless it cannot judge normal maps (the built-in shapes prior): then the stage is
+  skipped and run.json says why;
 * the image term: the run's objective on the antialiased shaded render, which is what moves
   silhouettes and carves what only shading reveals (a cup's hollow);
 * the silhouette term, when the estimator knows the object's outline (the oracle does);
@@ -81,7 +82,7 @@ class PolishConfig(Strict):
     smoothing: NonNegative = 1.0
     remesh_every: Annotated[int, Field(gt=0)] = 100
     max_edge: Annotated[float, Field(gt=1)] = 2.0
-    background: Literal["random", "grey"] = "random"
+    background: Literal["random", "random_grey", "grey"] = "random"
     preview_every: Annotated[int, Field(gt=0)] = 50
     max_seconds: Annotated[float, Field(gt=0)] | None = None
 
@@ -95,6 +96,10 @@ def run_polish(ctx: RunContext, mesh: TexturedMesh) -> TexturedMesh:
         return mesh
     prior = ctx.prior
     estimator = load_normal_estimator(cfg.estimator, prior, ctx.device)
+    if estimator is None and not prior.judges_normal_maps:
+        # normal-map SDS with a prior that has never seen a normal map roughens the surface
+        info.update(skipped=True, reason=f"no normal estimator, and {prior.name} cannot judge normal maps")
+        return mesh
     info["estimator"] = estimator.name if estimator is not None else "prior (normal-map SDS)"
     objective = build_objective(prior, cfg.objective)
     prompt = ctx.embedded_prompt

@@ -41,7 +41,7 @@ class TextureRefineConfig(Strict):
     elevation: Range = (-30.0, 60.0)
     radius: Range = (2.4, 2.8)
     fovy: Range = (40.0, 45.0)
-    background: Literal["random", "grey"] = "random"
+    background: Literal["random", "random_grey", "grey"] = "random"
     objective: ObjectiveConfig = Field(default_factory=lambda: SDSConfig())
     lr: Annotated[float, Field(gt=0)] = 0.006
     #: side of the correction grid (about the render's resolution; see the module doc)

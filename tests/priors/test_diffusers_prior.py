@@ -101,6 +101,11 @@ def test_pixel_prior(pixel_path: Path, tmp_path: Path) -> None:
     prompt = prior.encode_prompt("a cat")
     eps = prior.predict_noise(x, torch.tensor([5, 50, 500]), prompt, _views([0.0, 180.0, 90.0]))
     assert eps.shape == (2, 3, 3, PIXEL_SIZE, PIXEL_SIZE)
+    assert prior.judges_normal_maps  # the default: its folder says nothing otherwise
+    # a render larger than the model is area-filtered, not point-sampled: one-pixel stripes become grey
+    stripes = (torch.arange(4 * PIXEL_SIZE) % 2).float().view(1, 1, -1, 1).expand(1, 4 * PIXEL_SIZE, -1, 3)
+    grey = prior.decode(prior.encode(stripes))
+    assert (grey[:, :, 1:-1] - 0.5).abs().max() < 0.05, grey[0, 0, :, 0]
 
 
 def test_one_unet_call_matches_separate_calls(sd: DiffusersPrior) -> None:

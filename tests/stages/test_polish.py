@@ -71,3 +71,13 @@ def test_polish_with_zero_steps_is_a_pass_through(sphere_run) -> None:
     ctx.cfg = ctx.cfg.model_copy(update={"polish": ctx.cfg.polish.model_copy(update={"steps": 0})})
     assert run_polish(ctx, noisy) is noisy
     assert ctx.stage_info["polish"] == {"skipped": True}
+
+
+def test_polish_is_skipped_when_nothing_can_judge_normals(sphere_run) -> None:
+    """No estimator and a prior that has never seen a normal map (the shapes prior): skip, say why."""
+    ctx, noisy = sphere_run
+    ctx.cfg = ctx.cfg.model_copy(update={"polish": ctx.cfg.polish.model_copy(update={"estimator": "prior"})})
+    ctx.prior.judges_normal_maps = False
+    assert run_polish(ctx, noisy) is noisy
+    info = ctx.stage_info["polish"]
+    assert info["skipped"] is True and "cannot judge normal maps" in info["reason"]

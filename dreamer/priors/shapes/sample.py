@@ -1,0 +1,38 @@
+"""2D samples from a text-to-image prior (DDIM with classifier-free guidance): what a model
+has learnt, judged without any 3D in between."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dreamer.priors.diffusers_prior import DiffusersPrior
+
+
+@torch.no_grad()
+def sample_images(
+    prior: DiffusersPrior,
+    texts: list[str],
+    per_text: int,
+    generator: torch.Generator,
+    steps: int = 50,
+    guidance: float = 4.0,
+) -> Tensor:
+    """``per_text`` images of each view-independent prompt: [len(texts) * per_text, S, S, 3] in [0, 1]."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler.from_pretrained(str(prior.folder), subfolder="scheduler")
+    scheduler.set_timesteps(steps)
+    prompts = [prior.encode_prompt(text) for text in texts]
+    cond = torch.stack([p.embeddings["plain"] for p in prompts for _ in range(per_text)])
+    uncond = prompts[0].embeddings["uncond"].expand_as(cond)
+    emb = torch.cat([cond, uncond]).to(prior.device, prior.dtype)
+    n, size = len(cond), prior.sample_size
+    x = torch.randn(n, prior.in_channels, size, size, generator=generator).to(prior.device)
+    for t in scheduler.timesteps:
+        out = prior.unet(
+            x.repeat(2, 1, 1, 1).to(prior.dtype), t.expand(2 * n).to(prior.device), encoder_hidden_states=emb
+        )
+        eps_cond, eps_uncond = out.sample.float().chunk(2)
+        x = scheduler.step(eps_uncond + guidance * (eps_cond - eps_uncond), t, x).prev_sample
+    return prior.decode(x)
