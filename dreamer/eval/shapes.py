@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamer.eval.metrics import sample_surface, score_meshes
+from dreamer.export.files import staged_folder
 from dreamer.priors.shapes.world import COLOUR_NAMES, SHAPES, canonical_mesh, colour_rgb
 from dreamer.priors.weights import ASSETS_DIR
 from dreamer.representations.mesh import TexturedMesh
@@ -52,10 +51,6 @@ class ShapesJudge(nn.Module):
         return [SHAPES[i] for i in shape_logits.argmax(-1)], [COLOUR_NAMES[i] for i in colour_logits.argmax(-1)]
 
 
-def _as_float(images: np.ndarray) -> Tensor:
-    return torch.from_numpy(images).float() / 255.0
-
-
 def train_judge(
     per_prompt: int = 100, epochs: int = 4, seed: int = 1, batch_size: int = 64
 ) -> tuple[ShapesJudge, dict]:
@@ -67,7 +62,7 @@ def train_judge(
     started = time.perf_counter()
     train = make_dataset(per_prompt, seed)
     test = make_dataset(max(4, per_prompt // 5), seed + 1)
-    images = _as_float(train.images)
+    images = train.unit_images()
     shapes, colours = torch.from_numpy(train.shape), torch.from_numpy(train.colour)
     judge = ShapesJudge()
     optimizer = torch.optim.AdamW(judge.parameters(), lr=2e-3)
@@ -88,7 +83,7 @@ def train_judge(
             optimizer.step()
             schedule.step()
     judge.eval()
-    shape_pred, colour_pred = judge.classify(_as_float(test.images))
+    shape_pred, colour_pred = judge.classify(test.unit_images())
     log = {
         "seed": seed,
         "train_images": len(train),
@@ -105,14 +100,9 @@ def save_judge(judge: ShapesJudge, log: dict, folder: Path) -> None:
     """Write judge.safetensors and judge.json into ``folder`` (staged, then renamed)."""
     from safetensors.torch import save_file
 
-    staging = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    save_file(judge.state_dict(), str(staging / "judge.safetensors"))
-    (staging / "judge.json").write_text(json.dumps(log, indent=2) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(staging, folder)
+    with staged_folder(folder) as staging:
+        save_file(judge.state_dict(), str(staging / "judge.safetensors"))
+        (staging / "judge.json").write_text(json.dumps(log, indent=2) + "\n")
 
 
 def load_judge(folder: Path = JUDGE_DIR) -> ShapesJudge:

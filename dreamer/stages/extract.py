@@ -39,6 +39,10 @@ class ExtractConfig(Strict):
     silhouette_alpha: float = 0.1
     calibration_views: PositiveInt = 16
     calibration_resolution: PositiveInt = 128
+    #: pores up to about twice this many voxels wide are sealed before enclosed pockets are
+    #: filled: score distillation leaves Gaussians on a porous shell, and through its pores the
+    #: hollow inside would be meshed as a second, inner surface (0 = fill only sealed pockets)
+    seal_voxels: Annotated[int, Field(ge=0)] = 0
     #: components smaller than this fraction of the total area are floaters
     min_component_fraction: float = 0.01
     smooth_iterations: Annotated[int, Field(ge=0)] = 10
@@ -87,21 +91,33 @@ def density_grid(
         return grid.view(resolution, resolution, resolution)
 
 
-def fill_interior(grid: np.ndarray, level: float) -> np.ndarray:
+def fill_interior(grid: np.ndarray, level: float, seal_voxels: int = 0) -> np.ndarray:
     """Raise enclosed pockets below ``level`` above it, so only the outer surface is meshed
-    (whatever the coarse stage left inside the object never becomes a surface of its own)."""
+    (whatever the coarse stage left inside the object never becomes a surface of its own).
+
+    With ``seal_voxels`` the occupancy is first closed (dilated, then eroded) by that many
+    voxels, so a pocket reached from outside only through narrow pores counts as enclosed too.
+    """
     from scipy import ndimage
 
     occupied = grid > level
-    pockets = ndimage.binary_fill_holes(occupied) & ~occupied
+    sealed = occupied
+    if seal_voxels:
+        pad = seal_voxels + 1  # closing erodes from the border: keep the object clear of it
+        cross = ndimage.generate_binary_structure(3, 1)
+        closed = ndimage.binary_closing(np.pad(occupied, pad), structure=cross, iterations=seal_voxels)
+        sealed = closed[(slice(pad, -pad),) * 3]
+    pockets = ndimage.binary_fill_holes(sealed) & ~occupied
     return np.where(pockets, 2.0 * level, grid)
 
 
-def marching_cubes(grid: np.ndarray, level: float, bound: float) -> tuple[np.ndarray, np.ndarray]:
+def marching_cubes(
+    grid: np.ndarray, level: float, bound: float, seal_voxels: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Vertices in scene space and outward-facing triangles of the ``level`` iso-surface."""
     import mcubes
 
-    verts, faces = mcubes.marching_cubes(fill_interior(grid, level), level)
+    verts, faces = mcubes.marching_cubes(fill_interior(grid, level, seal_voxels), level)
     if len(faces) == 0:
         return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64)
     res = grid.shape[0]
@@ -187,12 +203,12 @@ def run_extract(ctx: RunContext, gaussians: Gaussians) -> TexturedMesh:
             target = alpha > cfg.silhouette_alpha
         scores = []
         for level in tqdm(levels, desc="extract: calibrating level", leave=False):
-            v, f = marching_cubes(grid, level, cfg.bound)
+            v, f = marching_cubes(grid, level, cfg.bound, cfg.seal_voxels)
             scores.append(silhouette_iou(v, f, cams, target, res))
         best = levels[int(np.argmax(scores))]
         ctx.report("extract", 2, 4, started, f"level {best} (silhouette IoU {max(scores):.3f})")
     level = best if best is not None else levels[0]
-    vertices, faces = marching_cubes(grid, level, cfg.bound)
+    vertices, faces = marching_cubes(grid, level, cfg.bound, cfg.seal_voxels)
     if len(faces) == 0:
         raise DreamerError(
             "mesh extraction found no surface: the coarse stage produced no solid object "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from dreamer.eval.shapes import colour_distance, load_judge, mean_surface_colour, nearest_primitive
 from dreamer.priors.shapes.dataset import make_dataset
@@ -13,7 +12,7 @@ from dreamer.priors.shapes.world import COLOUR_NAMES, SHAPES, canonical_mesh
 
 def test_shipped_judge_reads_unseen_renders():
     data = make_dataset(3, seed=99, progress=False)  # a seed neither the judge nor the prior trained on
-    shapes, colours = load_judge().classify(torch.from_numpy(data.images).float() / 255.0)
+    shapes, colours = load_judge().classify(data.unit_images())
     assert np.mean([SHAPES[s] == p for s, p in zip(data.shape, shapes)]) >= 0.95
     assert np.mean([COLOUR_NAMES[c] == p for c, p in zip(data.colour, colours)]) >= 0.95
 

@@ -49,6 +49,10 @@ class ShapesData:
     def __len__(self) -> int:
         return len(self.images)
 
+    def unit_images(self) -> torch.Tensor:
+        """[N, S, S, 3] float32 in [0, 1], the layout priors and the judge take."""
+        return torch.from_numpy(self.images).float() / 255.0
+
     def caption(self, i: int, with_view: bool = True) -> str:
         text = prompt_text(COLOUR_NAMES[self.colour[i]], SHAPES[self.shape[i]])
         return text + VIEW_SUFFIX[self.view[i]] if with_view else text

@@ -21,7 +21,9 @@ def sample_images(
     """``per_text`` images of each view-independent prompt: [len(texts) * per_text, S, S, 3] in [0, 1]."""
     from diffusers import DDIMScheduler
 
-    scheduler = DDIMScheduler.from_pretrained(str(prior.folder), subfolder="scheduler")
+    # "trailing": the first step is t = T - 1, where the cosine schedule leaves no signal; with
+    # "leading" it is t = T - T/steps, where the start noise's mean still sets the image's colour
+    scheduler = DDIMScheduler.from_pretrained(str(prior.folder), subfolder="scheduler", timestep_spacing="trailing")
     scheduler.set_timesteps(steps)
     prompts = [prior.encode_prompt(text) for text in texts]
     cond = torch.stack([p.embeddings["plain"] for p in prompts for _ in range(per_text)])
