@@ -31,6 +31,7 @@ import torch
 from dreamer.eval.shapes import JUDGE_DIR, colour_distance, load_judge, mean_surface_colour, nearest_primitive
 from dreamer.export.files import write_json
 from dreamer.export.images import save_image
+from dreamer.priors.shapes.sample import SAMPLE_GUIDANCE, sample_images
 from dreamer.priors.shapes.world import all_prompts, parse_prompt, prompt_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +39,6 @@ RESULTS = ROOT / "bench" / "results"
 #: the issue's bar
 TARGETS_2D = {"shape_accuracy": 0.90, "colour_accuracy": 0.95}
 TARGETS_3D = {"chamfer_l1": 0.05, "colour_distance": 0.15, "wall_s": 600.0, "share_correct": 0.90}
-#: classifier-free guidance of the 2D samples (above 2 the judge reads fewer samples right)
-BENCH_2D_GUIDANCE = 1.5
 #: twelve prompts, every shape twice and every colour at least once
 BENCH_PROMPTS = (
     "a red cube", "a white sphere", "a blue cylinder", "a yellow cone", "a purple torus", "a green pyramid",
@@ -60,8 +59,6 @@ def _merge(path: Path, key: str, rows: dict) -> dict:
 
 
 def bench_2d(per_prompt: int, seed: int, guidance: float, steps: int) -> dict:
-    from dreamer.priors.shapes.sample import sample_images
-
     prior, judge = _load_prior(), load_judge()
     gen = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
@@ -188,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("section", choices=("2d", "3d", "diversity"))
     parser.add_argument("--per-prompt", type=int, default=4)
-    parser.add_argument("--guidance", type=float, default=BENCH_2D_GUIDANCE)
+    parser.add_argument("--guidance", type=float, default=SAMPLE_GUIDANCE)
     parser.add_argument("--ddim-steps", type=int, default=50)
     parser.add_argument("--prompts", help="comma-separated prompts for 3d (default: the twelve bench prompts)")
     parser.add_argument("--seed", type=int, default=0)

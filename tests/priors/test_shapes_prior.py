@@ -17,7 +17,7 @@ from dreamer.objectives.sds import SDS, SDSConfig
 from dreamer.priors.base import Views
 from dreamer.priors.diffusers_prior import load_diffusers_prior
 from dreamer.priors.shapes.dataset import MIN_CONTRAST, contrasting_backgrounds, make_dataset
-from dreamer.priors.shapes.sample import sample_images
+from dreamer.priors.shapes.sample import SAMPLE_GUIDANCE, sample_images
 from dreamer.priors.shapes.text import tokenize
 from dreamer.priors.shapes.train import TrainConfig, train
 from dreamer.priors.shapes.world import COLOURS, SHAPES, all_prompts, canonical_mesh, colour_rgb, parse_prompt
@@ -116,11 +116,11 @@ def test_shipped_model_samples_what_the_judge_reads_as_the_prompt(shapes_prior):
     """2D samples of the bench's twelve prompts (every shape twice, every colour at least once),
     read by the independent judge: a model that has lost its text conditioning, or a sampler
     that tints the image, reads as chance (1/6 of shapes, 1/8 of colours)."""
-    from bench.shapes_bench import BENCH_2D_GUIDANCE, BENCH_PROMPTS
+    from bench.shapes_bench import BENCH_PROMPTS
     from dreamer.eval.shapes import load_judge
 
     gen = torch.Generator().manual_seed(0)
-    images = sample_images(shapes_prior, list(BENCH_PROMPTS), 1, gen, 25, BENCH_2D_GUIDANCE)
+    images = sample_images(shapes_prior, list(BENCH_PROMPTS), 1, gen, 25, SAMPLE_GUIDANCE)
     shapes, colours = load_judge().classify(images)
     wanted = [parse_prompt(p) for p in BENCH_PROMPTS]
     shape_right = sum(got == shape for got, (_, shape) in zip(shapes, wanted))
