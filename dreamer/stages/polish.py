@@ -30,7 +30,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from dreamer.cameras import sample_framed_cameras
-from dreamer.config import Strict
+from dreamer.config import Ramp, Strict, scheduled
 from dreamer.export.images import save_image
 from dreamer.normals.base import NormalEstimator
 from dreamer.normals.load import load_normal_estimator
@@ -51,6 +51,8 @@ from dreamer.stages.context import RunContext
 from renderers.mesh import MeshRender, render_mesh
 
 NonNegative = Annotated[float, Field(ge=0)]
+#: steps over which Adam's step ramps up after the optimiser starts or restarts (at each remesh)
+ADAM_WARMUP_STEPS = 20
 Range = tuple[float, float]
 
 
@@ -77,9 +79,12 @@ class PolishConfig(Strict):
     estimator: str = "auto"
     objective: ObjectiveConfig = Field(default_factory=lambda: SDSConfig())
     weights: PolishWeights = PolishWeights()
-    lr: Annotated[float, Field(gt=0)] = 3e-3
-    #: lambda of the Large Steps parameterisation: higher = smoother, lower-frequency updates
-    smoothing: NonNegative = 1.0
+    #: Adam's step on the smooth parameterisation; a Ramp moves far early (a filled-in hollow
+    #: must sink by most of the object's height) and settles late (fine detail stays smooth)
+    lr: Annotated[float, Field(gt=0)] | Ramp = 3e-3
+    #: lambda of the Large Steps parameterisation: higher = smoother, lower-frequency updates;
+    #: a Ramp is read whenever the mesh is (re)parameterised, at the start and at each remesh
+    smoothing: NonNegative | Ramp = 1.0
     remesh_every: Annotated[int, Field(gt=0)] = 100
     max_edge: Annotated[float, Field(gt=1)] = 2.0
     background: Literal["random", "random_grey", "grey"] = "random"
@@ -110,7 +115,7 @@ def run_polish(ctx: RunContext, mesh: TexturedMesh) -> TexturedMesh:
     edges = unique_edges(faces)
     max_edge = cfg.max_edge * float(np.median(np.linalg.norm(vertices[edges[:, 0]] - vertices[edges[:, 1]], axis=1)))
     object_radius = 1.05 * float(np.linalg.norm(vertices, axis=1).max())
-    param, optimizer, faces_t, pairs = _setup(vertices, faces, cfg, ctx.device)
+    param, optimizer, faces_t, pairs = _setup(vertices, faces, cfg, 0, ctx.device)
     res = cfg.resolution
     started = time.perf_counter()
     bar = tqdm(total=cfg.steps, desc="polish", unit="step", dynamic_ncols=True, leave=False)
@@ -122,7 +127,12 @@ def run_polish(ctx: RunContext, mesh: TexturedMesh) -> TexturedMesh:
         if step and step % cfg.remesh_every == 0:
             vertices = param.vertices().detach().cpu().numpy()
             vertices, faces = split_long_edges(vertices, faces, max_edge)
-            param, optimizer, faces_t, pairs = _setup(vertices, faces, cfg, ctx.device)
+            param, optimizer, faces_t, pairs = _setup(vertices, faces, cfg, step, ctx.device)
+        # Adam's first steps move every vertex by about lr whatever its gradient (bias correction
+        # makes m / sqrt(v) = +-1), so after each (re)start the step ramps up
+        warmup = min(1.0, (step % cfg.remesh_every + 1) / ADAM_WARMUP_STEPS)
+        for group in optimizer.param_groups:
+            group["lr"] = warmup * scheduled(cfg.lr, step)
         cams = sample_framed_cameras(cfg.batch_size, gen, object_radius, cfg.fovy, cfg.elevation).to(ctx.device)
         background = sample_backgrounds(cfg.background, cfg.batch_size, gen)
         light = sample_light_dirs(cams.positions, gen)
@@ -162,10 +172,11 @@ def run_polish(ctx: RunContext, mesh: TexturedMesh) -> TexturedMesh:
     return TexturedMesh(vertices=vertices.astype(np.float32), faces=faces.astype(np.int32))
 
 
-def _setup(vertices: np.ndarray, faces: np.ndarray, cfg: PolishConfig, device: torch.device):
+def _setup(vertices: np.ndarray, faces: np.ndarray, cfg: PolishConfig, step: int, device: torch.device):
+    """Parameterise the mesh (with the smoothing of ``step``) and start a fresh optimiser."""
     v = torch.as_tensor(vertices, dtype=torch.float32, device=device)
-    param = SmoothParameterisation(v, faces, cfg.smoothing)
-    optimizer = torch.optim.Adam([param.u], lr=cfg.lr)
+    param = SmoothParameterisation(v, faces, scheduled(cfg.smoothing, step))
+    optimizer = torch.optim.Adam([param.u])
     faces_t = torch.as_tensor(faces, dtype=torch.int64, device=device)
     pairs = torch.as_tensor(face_pairs(faces), device=device)
     return param, optimizer, faces_t, pairs

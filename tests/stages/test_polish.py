@@ -7,6 +7,7 @@ import pytest
 import torch
 import trimesh
 
+from dreamer.config import Ramp
 from dreamer.export.mesh_export import save_glb
 from dreamer.presets import load_preset
 from dreamer.representations.mesh import TexturedMesh
@@ -81,3 +82,16 @@ def test_polish_is_skipped_when_nothing_can_judge_normals(sphere_run) -> None:
     assert run_polish(ctx, noisy) is noisy
     info = ctx.stage_info["polish"]
     assert info["skipped"] is True and "cannot judge normal maps" in info["reason"]
+
+
+def test_polish_follows_its_learning_rate_schedule(sphere_run) -> None:
+    """A Ramp that drops the step to 0 after step 30 ends where a 30-step run ends, to the bit."""
+    ctx, noisy = sphere_run
+    polish = ctx.cfg.polish
+    ramped = polish.model_copy(update={"lr": Ramp(start=30, end=30, v0=0.006, v1=0.0)})
+    ctx.cfg = ctx.cfg.model_copy(update={"polish": ramped})
+    stopped = run_polish(ctx, noisy)
+    ctx.cfg = ctx.cfg.model_copy(update={"polish": polish.model_copy(update={"steps": 30})})
+    short = run_polish(ctx, noisy)
+    np.testing.assert_array_equal(stopped.vertices, short.vertices)
+    assert np.abs(short.vertices - noisy.vertices).max() > 1e-3  # and 30 steps did move it
