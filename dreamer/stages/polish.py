@@ -51,9 +51,9 @@ from dreamer.stages.context import RunContext
 from renderers.mesh import MeshRender, render_mesh
 
 NonNegative = Annotated[float, Field(ge=0)]
+Range = tuple[float, float]
 #: steps over which Adam's step ramps up after the optimiser starts or restarts (at each remesh)
 ADAM_WARMUP_STEPS = 20
-Range = tuple[float, float]
 
 
 class PolishWeights(Strict):
@@ -116,6 +116,7 @@ def run_polish(ctx: RunContext, mesh: TexturedMesh) -> TexturedMesh:
     max_edge = cfg.max_edge * float(np.median(np.linalg.norm(vertices[edges[:, 0]] - vertices[edges[:, 1]], axis=1)))
     object_radius = 1.05 * float(np.linalg.norm(vertices, axis=1).max())
     param, optimizer, faces_t, pairs = _setup(vertices, faces, cfg, 0, ctx.device)
+    optimizer_started = 0
     res = cfg.resolution
     started = time.perf_counter()
     bar = tqdm(total=cfg.steps, desc="polish", unit="step", dynamic_ncols=True, leave=False)
@@ -128,9 +129,10 @@ def run_polish(ctx: RunContext, mesh: TexturedMesh) -> TexturedMesh:
             vertices = param.vertices().detach().cpu().numpy()
             vertices, faces = split_long_edges(vertices, faces, max_edge)
             param, optimizer, faces_t, pairs = _setup(vertices, faces, cfg, step, ctx.device)
+            optimizer_started = step
         # Adam's first steps move every vertex by about lr whatever its gradient (bias correction
         # makes m / sqrt(v) = +-1), so after each (re)start the step ramps up
-        warmup = min(1.0, (step % cfg.remesh_every + 1) / ADAM_WARMUP_STEPS)
+        warmup = min(1.0, (step - optimizer_started + 1) / ADAM_WARMUP_STEPS)
         for group in optimizer.param_groups:
             group["lr"] = warmup * scheduled(cfg.lr, step)
         cams = sample_framed_cameras(cfg.batch_size, gen, object_radius, cfg.fovy, cfg.elevation).to(ctx.device)
