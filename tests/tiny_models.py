@@ -11,7 +11,8 @@ Sizes (so tests can reason about shapes):
     ``make_tiny_sd``: latents [B, 4, 8, 8]; the VAE downsamples 8x, so renders are resized to
     64x64 pixels. ``make_tiny_pixel_unet``: pixels [B, 3, 16, 16] in [-1, 1].
     Both: text embeddings [77, 16] from a 2-layer CLIP text encoder; DDPM scaled_linear schedule
-    with 1000 steps (SD's).
+    with 1000 steps (SD's); ``camera_conditioned=True`` adds the 5-feature projection class
+    embedding and declares it in ``model_index.json`` (:mod:`dreamer.priors.camera_condition`).
     ``make_tiny_marigold_normals``: the same VAE (8x) and text encoder; any render size works
     (the pipeline pads to a multiple of 8); DDIM v-prediction, ``MARIGOLD_STEPS`` steps by default.
 
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
+from dreamer.priors.camera_condition import CAMERA_CONDITION_KEY, CAMERA_CONDITION_LAYOUT, CAMERA_FEATURES
 from dreamer.priors.shapes.text import clip_text_encoder, write_clip_tokenizer
 
 if TYPE_CHECKING:
@@ -49,9 +51,14 @@ MARIGOLD_RESOLUTION = 32
 _WORDS = ("a", "corgi", "dog", "cat", "chair", "front", "side", "back", "overhead", "view", "blurry")
 
 
-def _unet(in_channels: int, sample_size: int, out_channels: int | None = None) -> torch.nn.Module:
+def _unet(
+    in_channels: int, sample_size: int, out_channels: int | None = None, camera_conditioned: bool = False
+) -> torch.nn.Module:
     from diffusers import UNet2DConditionModel
 
+    camera = {}
+    if camera_conditioned:
+        camera = {"class_embed_type": "projection", "projection_class_embeddings_input_dim": CAMERA_FEATURES}
     return UNet2DConditionModel(
         sample_size=sample_size,
         in_channels=in_channels,
@@ -63,6 +70,7 @@ def _unet(in_channels: int, sample_size: int, out_channels: int | None = None) -
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=TEXT_DIM,
         attention_head_dim=4,
+        **camera,
     ).eval()
 
 
@@ -104,47 +112,53 @@ def _vae() -> torch.nn.Module:
     ).eval()
 
 
-def make_tiny_sd(path: Path, prediction_type: PredictionType = "epsilon", seed: int = 0) -> Path:
+def make_tiny_sd(
+    path: Path, prediction_type: PredictionType = "epsilon", seed: int = 0, camera_conditioned: bool = False
+) -> Path:
     """Build and save a tiny latent model shaped like Stable Diffusion (VAE + text UNet).
 
     Args:
         path: folder to create (diffusers layout).
         prediction_type: what the UNet is declared to predict ("epsilon", "v_prediction", "sample").
         seed: torch seed for the random weights; same seed, same model.
+        camera_conditioned: give the UNet the camera features as ``class_labels``.
 
     Returns:
         ``path``.
     """
     path = Path(path)
     torch.manual_seed(seed)
-    unet = _unet(in_channels=4, sample_size=SD_LATENT_SIZE)
+    unet = _unet(in_channels=4, sample_size=SD_LATENT_SIZE, camera_conditioned=camera_conditioned)
     vae = _vae()
     path.mkdir(parents=True, exist_ok=True)
     unet.save_pretrained(str(path / "unet"))
     vae.save_pretrained(str(path / "vae"))
     _scheduler(prediction_type).save_pretrained(str(path / "scheduler"))
     _save_text_parts(path)
-    _write_model_index(path, "StableDiffusionPipeline", with_vae=True)
+    _write_model_index(path, "StableDiffusionPipeline", with_vae=True, camera_conditioned=camera_conditioned)
     return path
 
 
-def make_tiny_pixel_unet(path: Path, prediction_type: PredictionType = "epsilon", seed: int = 0) -> Path:
+def make_tiny_pixel_unet(
+    path: Path, prediction_type: PredictionType = "epsilon", seed: int = 0, camera_conditioned: bool = False
+) -> Path:
     """Build and save a tiny pixel-space text-conditioned UNet (3 channels, 16x16, no VAE).
 
     Shaped like DeepFloyd IF stage I (or a small project-trained model): the prior works on
-    pixels in [-1, 1].
+    pixels in [-1, 1]. ``camera_conditioned``: the UNet also takes the camera features, like the
+    shapes prior.
 
     Returns:
         ``path``.
     """
     path = Path(path)
     torch.manual_seed(seed)
-    unet = _unet(in_channels=3, sample_size=PIXEL_SIZE)
+    unet = _unet(in_channels=3, sample_size=PIXEL_SIZE, camera_conditioned=camera_conditioned)
     path.mkdir(parents=True, exist_ok=True)
     unet.save_pretrained(str(path / "unet"))
     _scheduler(prediction_type).save_pretrained(str(path / "scheduler"))
     _save_text_parts(path)
-    _write_model_index(path, "DiffusionPipeline", with_vae=False)
+    _write_model_index(path, "DiffusionPipeline", with_vae=False, camera_conditioned=camera_conditioned)
     return path
 
 
@@ -198,7 +212,7 @@ def make_tiny_marigold_normals(
     return path
 
 
-def _write_model_index(path: Path, class_name: str, with_vae: bool) -> None:
+def _write_model_index(path: Path, class_name: str, with_vae: bool, camera_conditioned: bool = False) -> None:
     index: dict = {
         "_class_name": class_name,
         "_diffusers_version": "0.42.1",
@@ -209,4 +223,6 @@ def _write_model_index(path: Path, class_name: str, with_vae: bool) -> None:
     }
     if with_vae:
         index["vae"] = ["diffusers", "AutoencoderKL"]
+    if camera_conditioned:
+        index[CAMERA_CONDITION_KEY] = CAMERA_CONDITION_LAYOUT
     (path / "model_index.json").write_text(json.dumps(index, indent=2))

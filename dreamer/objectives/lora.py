@@ -6,8 +6,10 @@ prior it is ``LoRAFakeScore``: a PEFT LoRA (rank 4 on to_q/to_k/to_v/to_out.0) o
 own UNet, switched on only for the fake score so the teacher always runs LoRA-free, and a
 camera MLP (flattened 4x4 c2w -> ``TimestepEmbedding``) added to the timestep embedding through
 a forward hook. Trained with camera dropout (a zero camera is "unconditional", as ESD needs) by
-its own AdamW, K steps per objective call. On the analytic priors the fake score is exact or a
-KDE of the particles (``dreamer/objectives/toy.py``).
+its own AdamW, K steps per objective call. A camera-conditioned prior's own camera features
+(``DiffusersPrior.unet_condition``) reach the LoRA UNet as they reach the teacher, in both
+branches: they belong to the base model, not to the fake score's camera. On the analytic priors
+the fake score is exact or a KDE of the particles (``dreamer/objectives/toy.py``).
 """
 
 from __future__ import annotations
@@ -133,14 +135,15 @@ class LoRAFakeScore(FakeScore):
         prior: Any = self.prior
         n = x_t.shape[0]
         labels = views.cameras.view_labels()
-        emb = prompt.branch("plain", labels).to(prior.device, prior.dtype)
-        emb = emb.repeat(n // emb.shape[0], 1, 1)
+        repeats = n // len(labels)
+        emb = prompt.branch("plain", labels).to(prior.device, prior.dtype).repeat(repeats, 1, 1)
         self._camera = camera
         out = self.unet(
             x_t.to(prior.device, prior.dtype),
             t.to(prior.device),
             encoder_hidden_states=emb,
             return_dict=False,
+            **prior.unet_condition(views, repeats),
         )[0]
         return out[:, : prior.in_channels].float()
 

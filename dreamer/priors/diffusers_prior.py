@@ -35,6 +35,12 @@ from torch import Tensor
 
 from dreamer.errors import DreamerError
 from dreamer.priors.base import Branch, Prior, Prompt, Views, view_dependent_texts
+from dreamer.priors.camera_condition import (
+    CAMERA_CONDITION_KEY,
+    CAMERA_FEATURES,
+    camera_features,
+    parse_camera_condition,
+)
 from dreamer.priors.weights import (
     DIFFUSERS_WEIGHTS,
     TRANSFORMERS_WEIGHTS,
@@ -56,6 +62,8 @@ class DiffusersPrior(Prior):
     Build it with ``load_diffusers_prior``. The UNet and VAE run in ``dtype`` (fp16 on CUDA by
     default); everything returned is float32. The text encoder is loaded only when a prompt is
     not in the on-disk cache, and dropped again afterwards unless ``keep_text_encoder``.
+    A folder whose model_index.json declares ``CAMERA_CONDITION_KEY`` has a camera-conditioned
+    UNet (``camera_conditioned``); every UNet call then gets ``unet_condition(views, ...)``.
     """
 
     def __init__(
@@ -85,7 +93,17 @@ class DiffusersPrior(Prior):
         self.dtype = dtype
         self.cache_dir = cache_dir
         self.keep_text_encoder = keep_text_encoder
-        self.judges_normal_maps = _model_index(folder).get(JUDGES_NORMAL_MAPS_KEY, True)
+        index = _model_index(folder)
+        self.judges_normal_maps = index.get(JUDGES_NORMAL_MAPS_KEY, True)
+        self.camera_conditioned = parse_camera_condition(index.get(CAMERA_CONDITION_KEY), name)
+        if self.camera_conditioned and (
+            unet.config.class_embed_type != "projection"
+            or unet.config.projection_class_embeddings_input_dim != CAMERA_FEATURES
+        ):
+            raise DreamerError(
+                f"model '{name}': model_index.json declares camera conditioning but its UNet has no "
+                f"{CAMERA_FEATURES}-feature projection class embedding"
+            )
         self.sample_size = int(unet.config.sample_size)
         self.in_channels = int(unet.config.in_channels)
         self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
@@ -222,6 +240,18 @@ class DiffusersPrior(Prior):
             torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ denoiser
+    def unet_condition(self, views: Views, repeats: int = 1) -> dict[str, Tensor]:
+        """Extra UNet keyword arguments for a batch: ``{"class_labels": [repeats * B, 5]}``, or {}.
+
+        Args:
+            views: the batch's cameras and shading (flat = 1 for ``shading == "albedo"``).
+            repeats: how many times the batch is stacked in the UNet call (CFG branches).
+        """
+        if not self.camera_conditioned:
+            return {}
+        features = camera_features(views.cameras, flat=views.shading == "albedo")
+        return {"class_labels": features.to(self.device, self.dtype).repeat(repeats, 1)}
+
     @torch.no_grad()
     def predict_noise(
         self,
@@ -242,7 +272,8 @@ class DiffusersPrior(Prior):
         t = t.to(self.device).long().reshape(-1).expand(b)
         emb = torch.cat([prompt.branch(branch, labels) for branch in branches]).to(self.device, self.dtype)
         sample = x_t.to(self.device, self.dtype).repeat(k, 1, 1, 1)
-        out = self.unet(sample, t.repeat(k), encoder_hidden_states=emb, return_dict=False)[0]
+        condition = self.unet_condition(views, k)
+        out = self.unet(sample, t.repeat(k), encoder_hidden_states=emb, return_dict=False, **condition)[0]
         if out.shape[1] == 2 * self.in_channels:  # learned variance (DeepFloyd IF): keep the mean part
             out = out[:, : self.in_channels]
         out = out.float().reshape(k, b, *out.shape[1:])
@@ -261,6 +292,7 @@ class DiffusersPrior(Prior):
             "space": "latent" if self.is_latent else "pixel",
             "sample_size": self.sample_size,
             "prediction_type": self.prediction_type,
+            "camera_conditioned": self.camera_conditioned,
             "dtype": str(self.dtype).removeprefix("torch."),
         }
 

@@ -61,3 +61,16 @@ def test_state_dict_round_trip_restores_the_fake_score(sd_v):
         second.fake.noise(x, t, prompt, views, ("camera",)),
         first.fake.noise(x, t, prompt, views, ("camera",)),
     )
+
+
+def test_a_camera_conditioned_prior_gives_its_lora_unet_the_same_camera_features(tmp_path_factory):
+    make = dict(prediction_type="v_prediction", camera_conditioned=True)
+    prior = tiny_sd_prior(tmp_path_factory, "lora_camera", make=make)
+    assert prior.camera_conditioned
+    fake = LoRAFakeScore(prior, LoRAConfig(lr=1e-2))
+    x, t, views, prompt = _batch(prior)
+    teacher = prior.predict_noise(x, t, prompt, views, ("plain",))[0]
+    both = fake.noise(x, t, prompt, views, ("camera", "nocamera"))
+    torch.testing.assert_close(both[0], teacher, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(both[1], teacher, atol=1e-5, rtol=1e-5)
+    assert fake.train(x, views, prompt, torch.Generator().manual_seed(1)) > 0.0

@@ -1,4 +1,5 @@
-"""DiffusersPrior on tiny random models: loading, shapes, CFG batching, v/x0 conversion, caching, errors."""
+"""DiffusersPrior on tiny random models: loading, shapes, CFG batching, v/x0 conversion, caching,
+camera conditioning, errors."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -17,6 +19,7 @@ import dreamer.priors.diffusers_prior as dp
 from dreamer.cameras import orbit_cameras
 from dreamer.errors import DreamerError
 from dreamer.priors.base import Views
+from dreamer.priors.camera_condition import CAMERA_CONDITION_KEY, CAMERA_CONDITION_LAYOUT, camera_features
 from dreamer.priors.diffusers_prior import DiffusersPrior, load_diffusers_prior
 from tests.tiny_models import PIXEL_SIZE, SD_LATENT_SIZE, SD_VAE_SCALE, make_tiny_pixel_unet, make_tiny_sd
 
@@ -41,6 +44,11 @@ def sd_v_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def pixel_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_pixel_unet(tmp_path_factory.mktemp("tiny_pixel"))
+
+
+@pytest.fixture(scope="module")
+def camera_pixel_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_pixel_unet(tmp_path_factory.mktemp("tiny_pixel_camera"), camera_conditioned=True)
 
 
 @pytest.fixture
@@ -140,6 +148,63 @@ def test_view_dependent_prompts(sd: DiffusersPrior) -> None:
     for i, label in enumerate(["front", "back", "overhead"]):
         expected = _raw_unet(sd, x[i : i + 1], t[i : i + 1], prompt.embeddings[label][None])
         torch.testing.assert_close(eps[i : i + 1], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_camera_conditioned_model_hears_the_camera_and_the_shading(
+    camera_pixel_path: Path, pixel_path: Path, tmp_path: Path
+) -> None:
+    prior = load_diffusers_prior(str(camera_pixel_path), CPU, cache_dir=tmp_path)
+    assert prior.camera_conditioned and prior.describe()["camera_conditioned"] is True
+    plain = load_diffusers_prior(str(pixel_path), CPU, cache_dir=tmp_path)  # no key: text only, as SD
+    assert not plain.camera_conditioned and plain.describe()["camera_conditioned"] is False
+    assert plain.unet_condition(_views([0.0, 90.0]), 2) == {}
+
+    prompt = prior.encode_prompt("a cat")
+    x_t = torch.randn(2, 3, PIXEL_SIZE, PIXEL_SIZE, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([300, 600])
+    views = _views([10.0, -30.0], elevations=[5.0, 20.0])
+    turned = _views([-30.0, 10.0], elevations=[5.0, 20.0])
+    assert views.cameras.view_labels() == turned.cameras.view_labels() == ["front", "front"]  # same text
+    light = torch.nn.functional.normalize(views.cameras.positions, dim=-1)
+    shaded = Views(views.cameras, views.background, shading="lambertian", light_dirs=light)
+
+    calls: list[int] = []
+    handle = prior.unet.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    try:
+        eps = prior.predict_noise(x_t, t, prompt, views, ("cond", "uncond", "plain"))
+    finally:
+        handle.remove()
+    assert calls == [6]  # still one call, the camera features stacked like the branches
+    labels = prior.unet_condition(views, 3)["class_labels"]
+    assert labels.shape == (6, 5) and labels[:, 4].eq(1.0).all()  # albedo renders are flat
+    assert prior.unet_condition(shaded)["class_labels"][:, 4].eq(0.0).all()
+    emb, features = prompt.branch("cond", ["front", "front"]), camera_features(views.cameras, flat=True)
+    with torch.no_grad():
+        expected = prior.unet(x_t, t, encoder_hidden_states=emb, class_labels=features).sample
+    torch.testing.assert_close(eps[0], expected, atol=1e-5, rtol=1e-5)
+
+    for other in (turned, shaded):  # only the camera, or only the shading, changes
+        eps_other = prior.predict_noise(x_t, t, prompt, other, ("cond", "uncond", "plain"))
+        assert (eps_other - eps).abs().amax(dim=(2, 3, 4)).min() > 1e-4
+
+
+def test_camera_condition_values_are_checked(camera_pixel_path: Path, pixel_path: Path, tmp_path: Path) -> None:
+    unknown = shutil.copytree(camera_pixel_path, tmp_path / "unknown")
+    index = json.loads((unknown / "model_index.json").read_text())
+    index[CAMERA_CONDITION_KEY] = "azimuth-elevation-flat/2"
+    (unknown / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(DreamerError, match="unknown camera conditioning 'azimuth-elevation-flat/2'") as info:
+        load_diffusers_prior(str(unknown), CPU, cache_dir=tmp_path)
+    assert "\n" not in str(info.value)
+
+    # the key on a UNet without the class embedding: said at load, not as a shape error mid-run
+    mismatched = shutil.copytree(pixel_path, tmp_path / "mismatched")
+    index = json.loads((mismatched / "model_index.json").read_text())
+    index[CAMERA_CONDITION_KEY] = CAMERA_CONDITION_LAYOUT
+    (mismatched / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(DreamerError, match="no 5-feature projection class embedding") as info:
+        load_diffusers_prior(str(mismatched), CPU, cache_dir=tmp_path)
+    assert "\n" not in str(info.value)
 
 
 def test_v_prediction_converted_to_epsilon(sd_v_path: Path, tmp_path: Path) -> None:

@@ -12,17 +12,26 @@ import numpy as np
 import pytest
 import torch
 
-from dreamer.cameras import sample_orbit_cameras
+from dreamer.cameras import orbit_cameras, sample_orbit_cameras, view_label
 from dreamer.objectives.sds import SDS, SDSConfig
 from dreamer.priors.base import Views
+from dreamer.priors.camera_condition import angle_features, camera_features
 from dreamer.priors.diffusers_prior import load_diffusers_prior
-from dreamer.priors.shapes.dataset import MIN_CONTRAST, contrasting_backgrounds, make_dataset
+from dreamer.priors.shapes.dataset import (
+    ELEVATION,
+    MIN_CONTRAST,
+    ShapesData,
+    contrasting_backgrounds,
+    make_dataset,
+    render_canonical,
+)
 from dreamer.priors.shapes.sample import SAMPLE_GUIDANCE, sample_images
 from dreamer.priors.shapes.text import tokenize
 from dreamer.priors.shapes.train import TrainConfig, train
 from dreamer.priors.shapes.world import COLOURS, SHAPES, all_prompts, canonical_mesh, colour_rgb, parse_prompt
 from dreamer.priors.weights import SHAPES_PRIOR_DIR
 from dreamer.representations.gaussians import Gaussians
+from tests.tiny_models import PIXEL_SIZE, make_tiny_pixel_unet
 
 CPU = torch.device("cpu")
 
@@ -68,9 +77,64 @@ def test_dataset_is_deterministic_and_backgrounds_contrast():
         assert ((bg - torch.as_tensor(colour_rgb(colour))).abs().amax(-1) >= MIN_CONTRAST).all()
 
 
+def test_dataset_keeps_each_images_camera_and_shading():
+    a, b = make_dataset(2, seed=5, progress=False), make_dataset(2, seed=5, progress=False)
+    for field in ("azimuth", "elevation", "flat"):
+        assert getattr(a, field).shape == (96,) and np.array_equal(getattr(a, field), getattr(b, field))
+    assert a.azimuth.dtype == a.elevation.dtype == np.float32 and a.flat.dtype == np.bool_
+    assert ((a.azimuth >= -180.0) & (a.azimuth < 180.0)).all()
+    assert ((a.elevation >= ELEVATION[0] - 1e-4) & (a.elevation <= ELEVATION[1] + 1e-4)).all()
+    assert 0 < a.flat.sum() < len(a)  # both flat and shaded renders
+    assert a.view == [view_label(float(e), float(az)) for e, az in zip(a.elevation, a.azimuth)]
+    idx = np.array([3, 0, 50])
+    features = a.camera_features(idx, torch.tensor([False, True, False]))
+    assert features.shape == (3, 5) and features.dtype == torch.float32
+    mirrored_azimuth = a.azimuth[idx] * np.array([1.0, -1.0, 1.0], np.float32)
+    expected = angle_features(torch.from_numpy(mirrored_azimuth), torch.from_numpy(a.elevation[idx]), a.flat[idx])
+    torch.testing.assert_close(features, expected)
+    assert features[:, 4].tolist() == a.flat[idx].astype(np.float32).tolist()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_flipped_render_is_the_render_from_the_mirrored_azimuth(shape: str):
+    """Why a training image flipped left-right gets azimuth -az: at 20 degrees (no symmetry of any
+    primitive's views), the render flipped left-right is the render from -20 degrees, pixel for
+    pixel, and ``camera_features`` gives the flipped image that camera's features."""
+
+    def render(azimuth: float) -> np.ndarray:
+        cams = orbit_cameras(25.0, azimuth, radius=2.6, fovy_deg=42.0)
+        light = torch.nn.functional.normalize(cams.positions, dim=-1)  # a headlight mirrors with its camera
+        views = Views(cams, torch.full((1, 3), 0.2), shading="lambertian", light_dirs=light, ambient=0.4)
+        return render_canonical(shape, "white", [views], 32)[0].astype(np.int16)
+
+    flipped = render(20.0)[:, ::-1]
+    error = np.abs(flipped - render(-20.0))  # 0 for most shapes; a few silhouette ties on facets
+    assert error.max() <= 8 and error.mean() <= 0.05, (error.max(), error.mean())
+    if shape in ("cube", "pyramid"):  # their views turn with the azimuth: the flip is not a no-op
+        assert np.abs(flipped - render(20.0)).mean() > 5.0
+    index = np.zeros(1, np.int64)
+    data = ShapesData(
+        images=flipped[None].astype(np.uint8),
+        shape=index,
+        colour=index,
+        view=["front"],
+        azimuth=np.array([20.0], np.float32),
+        elevation=np.array([25.0], np.float32),
+        flat=np.zeros(1, bool),
+    )
+    torch.testing.assert_close(
+        data.camera_features(np.array([0]), torch.tensor([True])),
+        camera_features(orbit_cameras(25.0, -20.0), flat=False),
+        atol=1e-6,
+        rtol=0,
+    )
+
+
 def test_training_resumes_bit_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     cfg = TrainConfig(steps=4, batch_size=4, per_prompt=1, warmup=2, checkpoint_every=2)
     train(cfg, tmp_path / "whole", tmp_path / "work_whole")
+    trained = load_diffusers_prior(str(tmp_path / "whole"), CPU, cache_dir=tmp_path / "cache")
+    assert trained.camera_conditioned  # the builder declares what it trained
     import dreamer.priors.shapes.train as train_module
 
     real = train_module._ema_update
@@ -126,6 +190,27 @@ def test_shipped_model_samples_what_the_judge_reads_as_the_prompt(shapes_prior):
     shape_right = sum(got == shape for got, (_, shape) in zip(shapes, wanted))
     colour_right = sum(got == colour for got, (colour, _) in zip(colours, wanted))
     assert shape_right >= 10 and colour_right >= 10, (shapes, colours)
+
+
+def test_sampling_shows_a_camera_conditioned_prior_flat_views_from_all_sides(tmp_path: Path):
+    path = make_tiny_pixel_unet(tmp_path / "pixel", prediction_type="v_prediction", camera_conditioned=True)
+    prior = load_diffusers_prior(str(path), CPU, cache_dir=tmp_path / "cache")
+    seen: list[torch.Tensor] = []
+
+    def record(module: torch.nn.Module, args: tuple, kwargs: dict, out: object) -> None:
+        seen.append(kwargs["class_labels"])
+
+    prior.unet.register_forward_hook(record, with_kwargs=True)
+    images = sample_images(prior, ["a cat", "a dog"], 4, torch.Generator().manual_seed(0), steps=2)
+    assert images.shape == (8, PIXEL_SIZE, PIXEL_SIZE, 3) and len(seen) == 2
+    labels = seen[0]
+    assert labels.shape == (16, 5) and torch.equal(labels[:8], labels[8:])  # the same cameras for both CFG branches
+    assert labels[:, 4].eq(1.0).all()  # flat, like the coarse stage's renders
+    elevation = torch.rad2deg(torch.atan2(labels[:8, 2], labels[:8, 3]))
+    assert (elevation >= ELEVATION[0] - 1e-3).all() and (elevation <= ELEVATION[1] + 1e-3).all()
+    azimuth = torch.rad2deg(torch.atan2(labels[:8, 0], labels[:8, 1])).view(2, 4)
+    for prompt_azimuths in azimuth:  # each prompt is seen from every quarter
+        assert sorted(((prompt_azimuths + 180.0) // 90.0).int().tolist()) == [0, 1, 2, 3]
 
 
 def _object_colour(gaussians: Gaussians, cams, background) -> torch.Tensor:

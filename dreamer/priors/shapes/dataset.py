@@ -8,11 +8,13 @@ camera (what shaded stages render). Backgrounds are random greys kept away from 
 colour, so every silhouette stays visible and the object is the only coloured thing in the image
 (colour words are learnt fast); the stages composite over the same kind of background
 (``background: random_grey``). Everything is drawn from one seeded generator: same seed, same bytes.
+Each image keeps its camera angles and whether it is flat, the features a camera-conditioned
+prior is trained on (:mod:`dreamer.priors.camera_condition`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dreamer.cameras import sample_orbit_cameras
+from dreamer.cameras import Cameras, sample_orbit_cameras
 from dreamer.priors.base import VIEW_SUFFIX, Views
+from dreamer.priors.camera_condition import angle_features
 from dreamer.priors.shapes.world import COLOUR_NAMES, SHAPES, all_prompts, canonical_mesh, colour_rgb, prompt_text
 from dreamer.shading import sample_light_dirs, shade
 from renderers.mesh import render_mesh
@@ -39,12 +42,17 @@ SUPERSAMPLE = 2
 @dataclass
 class ShapesData:
     """images: [N, S, S, 3] uint8; shape, colour: [N] int64 indices into SHAPES / COLOUR_NAMES;
-    view: [N] view labels ("front", "side", "back", "overhead")."""
+    view: [N] view labels ("front", "side", "back", "overhead"); azimuth, elevation: [N] float32
+    camera angles in degrees (:mod:`dreamer.cameras`' orbit convention, azimuth in [-180, 180));
+    flat: [N] bool, True for a flat-albedo render, False for a Lambertian-shaded one."""
 
     images: np.ndarray
     shape: np.ndarray
     colour: np.ndarray
     view: list[str]
+    azimuth: np.ndarray
+    elevation: np.ndarray
+    flat: np.ndarray
 
     def __len__(self) -> int:
         return len(self.images)
@@ -56,6 +64,18 @@ class ShapesData:
     def caption(self, i: int, with_view: bool = True) -> str:
         text = prompt_text(COLOUR_NAMES[self.colour[i]], SHAPES[self.shape[i]])
         return text + VIEW_SUFFIX[self.view[i]] if with_view else text
+
+    def camera_features(self, idx: np.ndarray, mirrored: torch.Tensor) -> torch.Tensor:
+        """[B, 5] camera features of the images ``idx``; ``mirrored`` [B] bool marks images flipped left-right.
+
+        Every primitive is symmetric under x -> -x, and reflecting the world in the x = 0 plane
+        takes the camera at azimuth ``az`` to the one at ``-az`` with its image flipped left-right:
+        a flipped render is the render from ``-az`` (same elevation). The view label, which
+        depends on ``|az|``, is unchanged, so captions stay right.
+        """
+        azimuth = torch.from_numpy(self.azimuth[idx])
+        azimuth = torch.where(torch.as_tensor(mirrored), -azimuth, azimuth)
+        return angle_features(azimuth, torch.from_numpy(self.elevation[idx]), torch.from_numpy(self.flat[idx]))
 
 
 def contrasting_backgrounds(colour: np.ndarray, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -71,19 +91,17 @@ def contrasting_backgrounds(colour: np.ndarray, n: int, generator: torch.Generat
     return out
 
 
-def _render_prompt(
-    shape: str, colour: str, n: int, size: int, generator: torch.Generator
-) -> tuple[np.ndarray, list[str]]:
+def render_canonical(shape: str, colour: str, views: Sequence[Views], size: int) -> np.ndarray:
+    """[len(views), size, size, 3] uint8 renders of the canonical primitive, one camera per ``Views``.
+
+    Rendered ``SUPERSAMPLE`` times larger and box-filtered down; each image is shaded and
+    composited as its ``Views`` says (:func:`dreamer.shading.shade`).
+    """
     mesh = canonical_mesh(shape, colour)
-    cams = sample_orbit_cameras(n, generator, ELEVATION, RADIUS, FOVY)
-    background = contrasting_backgrounds(colour_rgb(colour), n, generator)
-    light = sample_light_dirs(cams.positions, generator)
-    ambient = 0.3 + 0.3 * torch.rand(n, generator=generator)
-    flat = torch.rand(n, generator=generator) < 0.5
+    cams = Cameras.cat([v.cameras for v in views])
     big = size * SUPERSAMPLE
-    vertices = torch.as_tensor(mesh.vertices)
     out = render_mesh(
-        vertices,
+        torch.as_tensor(mesh.vertices),
         torch.as_tensor(mesh.faces),
         cams.mvp(big, big),
         cams.w2c(),
@@ -91,38 +109,63 @@ def _render_prompt(
         vertex_colors=torch.as_tensor(mesh.vertex_colors),
         backend="torch",
     )
-    images = []
-    for i in range(n):
-        views = Views(
-            cams,
+    images = [
+        shade(out.rgb[i : i + 1], out.face_normal_world[i : i + 1], out.alpha[i : i + 1], v)
+        for i, v in enumerate(views)
+    ]
+    rgb = F.avg_pool2d(torch.cat(images).permute(0, 3, 1, 2), SUPERSAMPLE).permute(0, 2, 3, 1)
+    return (rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def _render_prompt(
+    shape: str, colour: str, n: int, size: int, generator: torch.Generator
+) -> tuple[np.ndarray, Cameras, torch.Tensor]:
+    """n random renders of one prompt, their cameras and their [n] bool flat flags."""
+    cams = sample_orbit_cameras(n, generator, ELEVATION, RADIUS, FOVY)
+    background = contrasting_backgrounds(colour_rgb(colour), n, generator)
+    light = sample_light_dirs(cams.positions, generator)
+    ambient = 0.3 + 0.3 * torch.rand(n, generator=generator)
+    flat = torch.rand(n, generator=generator) < 0.5
+    views = [
+        Views(
+            cams[i],
             background[i : i + 1],
             shading="albedo" if flat[i] else "lambertian",
             light_dirs=light[i : i + 1],
             ambient=float(ambient[i]),
         )
-        images.append(shade(out.rgb[i : i + 1], out.face_normal_world[i : i + 1], out.alpha[i : i + 1], views))
-    rgb = torch.cat(images).permute(0, 3, 1, 2)
-    rgb = F.avg_pool2d(rgb, SUPERSAMPLE).permute(0, 2, 3, 1)
-    return (rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy(), cams.view_labels()
+        for i in range(n)
+    ]
+    return render_canonical(shape, colour, views, size), cams, flat
 
 
 def make_dataset(per_prompt: int, seed: int, size: int = 32, chunk: int = 50, progress: bool = True) -> ShapesData:
     """``per_prompt`` renders of each of the 48 prompts at ``size`` pixels, deterministic in ``seed``."""
     generator = torch.Generator().manual_seed(seed)
-    images, shapes, colours, views = [], [], [], []
+    images, shapes, colours, cams, flat = [], [], [], [], []
     prompts = all_prompts()
     bar = tqdm(total=len(prompts) * per_prompt, desc="rendering shapes", unit="img", disable=not progress, leave=False)
     for colour, shape in prompts:
         for start in range(0, per_prompt, chunk):
             n = min(chunk, per_prompt - start)
-            batch, labels = _render_prompt(shape, colour, n, size, generator)
+            batch, batch_cams, batch_flat = _render_prompt(shape, colour, n, size, generator)
             images.append(batch)
-            views += labels
+            cams.append(batch_cams)
+            flat.append(batch_flat)
             bar.update(n)
         shapes.append(np.full(per_prompt, SHAPES.index(shape)))
         colours.append(np.full(per_prompt, COLOUR_NAMES.index(colour)))
     bar.close()
-    return ShapesData(np.concatenate(images), np.concatenate(shapes), np.concatenate(colours), views)
+    all_cams = Cameras.cat(cams)
+    return ShapesData(
+        images=np.concatenate(images),
+        shape=np.concatenate(shapes),
+        colour=np.concatenate(colours),
+        view=all_cams.view_labels(),
+        azimuth=all_cams.azimuth_deg.numpy(),
+        elevation=all_cams.elevation_deg.numpy(),
+        flat=torch.cat(flat).numpy(),
+    )
 
 
 def batches(data: ShapesData, batch_size: int, generator: torch.Generator) -> Iterator[np.ndarray]:

@@ -1,12 +1,12 @@
 """The shapes prior's networks and its diffusers folder (the layout ``load_diffusers_prior`` reads).
 
 A pixel-space ``UNet2DConditionModel`` at 32 px (3 channels, like DeepFloyd IF stage I), with
-cross-attention at 8 px and in the middle block, and the pooled prompt added to the timestep
-embedding: 1.4 M parameters, which a 2-core CPU trains
-in under an hour. The schedule is the cosine one (``squaredcos_cap_v2``) with v-prediction: near
-t = T the signal is almost gone, and an epsilon model's clean-image estimate
-``(x_t - sigma eps) / alpha`` divides its error by alpha ~ 0.01, which gave samples saturated,
-tinted backgrounds; ``x0 = alpha x_t - sigma v`` stays bounded there.
+cross-attention at 8 px and in the middle block, and the pooled prompt and the camera features
+(:mod:`dreamer.priors.camera_condition`, 17 k parameters) added to the timestep embedding:
+1.45 M parameters, which a 2-core CPU trains in under an hour. The schedule is the cosine one
+(``squaredcos_cap_v2``) with v-prediction: near t = T the signal is almost gone, and an epsilon
+model's clean-image estimate ``(x_t - sigma eps) / alpha`` divides its error by alpha ~ 0.01,
+which gave samples saturated, tinted backgrounds; ``x0 = alpha x_t - sigma v`` stays bounded there.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from dreamer.priors.camera_condition import CAMERA_CONDITION_KEY, CAMERA_CONDITION_LAYOUT, CAMERA_FEATURES
 from dreamer.priors.diffusers_prior import JUDGES_NORMAL_MAPS_KEY
 from dreamer.priors.shapes.text import SHAPE_WORDS, SHAPES_MAX_LENGTH, TEXT_DIM, clip_text_encoder, write_clip_tokenizer
 
@@ -41,6 +42,10 @@ def build_unet() -> torch.nn.Module:
         # hears it: colour is a global attribute that cross-attention at 8 px alone learns slowly
         addition_embed_type="text",
         addition_embed_type_num_heads=4,
+        # the camera features (view and flat/shaded) join the timestep embedding too: without them
+        # a pyramid averaged over views is a cone, and flat colours are judged as if shaded
+        class_embed_type="projection",
+        projection_class_embeddings_input_dim=CAMERA_FEATURES,
     )
 
 
@@ -74,5 +79,6 @@ def save_model(folder: Path, unet: torch.nn.Module, text_encoder: torch.nn.Modul
         "scheduler": ["diffusers", "DDPMScheduler"],
         # it has only seen shaded and flat renders of coloured primitives, never a normal map
         JUDGES_NORMAL_MAPS_KEY: False,
+        CAMERA_CONDITION_KEY: CAMERA_CONDITION_LAYOUT,
     }
     (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")

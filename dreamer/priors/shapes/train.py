@@ -2,10 +2,13 @@
 
 Renders the data set (:mod:`dreamer.priors.shapes.dataset`), then trains the UNet and the text
 encoder together on v-prediction MSE, with caption dropout for classifier-free guidance and an
-exponential moving average of the weights (the EMA is what ships). Every random draw comes from
-generators seeded by ``--seed``, so a rerun on the same machine gives the same weights. The run
-checkpoints every few hundred steps into ``--work`` and resumes from there after a crash; the
-model folder is written to a temporary folder and renamed, never half-written.
+exponential moving average of the weights (the EMA is what ships). The UNet also gets each
+image's camera features (:mod:`dreamer.priors.camera_condition`), with the azimuth mirrored for
+images flipped left-right, and keeps them when the caption is dropped: the unconditional branch
+of guidance still knows the view and the shading. Every random draw comes from generators seeded
+by ``--seed``, so a rerun on the same machine gives the same weights. The run checkpoints every
+few hundred steps into ``--work`` and resumes from there after a crash; the model folder is
+written to a temporary folder and renamed, never half-written.
 """
 
 from __future__ import annotations
@@ -100,7 +103,6 @@ def train(cfg: TrainConfig, out: Path, work: Path) -> dict:
     order = batches(data, cfg.batch_size, gens["order"])
     for _ in range(start):  # replay the order stream to where the checkpoint left it
         next(order)
-    alphas = scheduler.alphas_cumprod
     began = time.perf_counter() - elapsed
     bar = tqdm(total=cfg.steps, initial=start, desc="training shapes prior", unit="step", dynamic_ncols=True)
     for step in range(start, cfg.steps):
@@ -110,11 +112,11 @@ def train(cfg: TrainConfig, out: Path, work: Path) -> dict:
         x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
         noise = torch.randn(x0.shape, generator=gens["noise"])
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=gens["noise"])
-        a = alphas[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        x_t = scheduler.add_noise(x0, noise, t)
         emb = text_encoder(tokenize(tokenizer, _captions(data, idx, gens["caption"], cfg)))[0]
         target = scheduler.get_velocity(x0, noise, t)
-        loss = torch.nn.functional.mse_loss(unet(x_t, t, encoder_hidden_states=emb).sample, target)
+        pred = unet(x_t, t, encoder_hidden_states=emb, class_labels=data.camera_features(idx, flip)).sample
+        loss = torch.nn.functional.mse_loss(pred, target)
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * _lr_factor(step, cfg)
         optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,72 @@
+"""Camera conditioning for a diffusers UNet: which view, and whether the render is flat albedo.
+
+A text-only prior cannot tell from which side it sees an orientation-dependent shape (a pyramid
+averaged over views becomes a cone), nor whether a render is flat albedo or shaded (so it judges
+flat colours as if shading had darkened them). A camera-conditioned UNet gets, per image, the
+features ``(sin az, cos az, sin el, cos el, flat)`` as ``class_labels`` through diffusers'
+``class_embed_type="projection"`` (``projection_class_embeddings_input_dim=5``).
+
+Azimuth and elevation follow :mod:`dreamer.cameras`: from the camera position relative to the
+origin, y up; azimuth 0 on the +z axis, increasing towards +x; elevation positive above.
+``flat`` is 1 for a flat-albedo render, 0 for a shaded one. A model folder declares the layout
+in its ``model_index.json`` under ``CAMERA_CONDITION_KEY``; without the key the UNet is text-only
+(Stable Diffusion, DeepFloyd IF).
+
+Example:
+    >>> camera_features(orbit_cameras(0.0, 90.0), flat=True).round(decimals=4)
+    tensor([[1., -0., 0., 1., 1.]])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dreamer.cameras import Cameras
+from dreamer.errors import DreamerError
+
+#: a model_index.json key (private to Dreamer, ignored by diffusers) naming the feature layout
+CAMERA_CONDITION_KEY = "_dreamer_camera_condition"
+#: the only layout so far; a new layout gets a new value, so old code refuses new models clearly
+CAMERA_CONDITION_LAYOUT = "azimuth-elevation-flat/1"
+#: features per image
+CAMERA_FEATURES = 5
+
+
+def angle_features(azimuth_deg: Tensor, elevation_deg: Tensor, flat: Tensor | bool) -> Tensor:
+    """[B, 5] float32 ``(sin az, cos az, sin el, cos el, flat)`` from angles [B] in degrees.
+
+    Sines and cosines, not angles: azimuth wraps around, and -180 and 180 must be the same input.
+    """
+    az, el = torch.deg2rad(azimuth_deg.float()), torch.deg2rad(elevation_deg.float())
+    flat_t = torch.as_tensor(flat, dtype=torch.float32, device=az.device).expand_as(az)
+    return torch.stack([az.sin(), az.cos(), el.sin(), el.cos(), flat_t], -1)
+
+
+def camera_features(cameras: Cameras, flat: Tensor | bool) -> Tensor:
+    """[B, 5] float32 features of B cameras, read from their positions (any camera, not only orbits).
+
+    Args:
+        cameras: the batch's cameras; their centres are taken relative to the origin.
+        flat: True (or a [B] bool tensor) for flat-albedo renders, False for shaded ones.
+    """
+    x, y, z = cameras.positions.float().unbind(-1)
+    azimuth = torch.rad2deg(torch.atan2(x, z))  # ill-defined straight overhead, where any value will do
+    elevation = torch.rad2deg(torch.atan2(y, torch.hypot(x, z)))
+    return angle_features(azimuth, elevation, flat)
+
+
+def parse_camera_condition(value: object, model: str) -> bool:
+    """Whether a model_index.json value of ``CAMERA_CONDITION_KEY`` (None when absent) asks for features.
+
+    Raises:
+        DreamerError: the value names a layout this version of Dreamer does not know.
+    """
+    if value is None:
+        return False
+    if value != CAMERA_CONDITION_LAYOUT:
+        raise DreamerError(
+            f"model '{model}': unknown camera conditioning {value!r} in model_index.json "
+            f"(this Dreamer knows only {CAMERA_CONDITION_LAYOUT!r}); update Dreamer or retrain the model"
+        )
+    return True
