@@ -13,6 +13,7 @@ in its ``model_index.json`` under ``CAMERA_CONDITION_KEY``; without the key the 
 (Stable Diffusion, DeepFloyd IF).
 
 Example:
+    >>> from dreamer.cameras import orbit_cameras
     >>> camera_features(orbit_cameras(0.0, 90.0), flat=True).round(decimals=4)
     tensor([[1., -0., 0., 1., 1.]])
 """
