@@ -39,6 +39,7 @@ from dreamer.representations.fields import DensityField, SDFField
 from dreamer.representations.gaussians import Gaussians, gaussians_from_state
 from dreamer.representations.mesh import TexturedMesh
 from dreamer.stages.coarse import run_coarse
+from dreamer.stages.colour_sources import field_colour_source, gaussian_colour_source
 from dreamer.stages.context import ProgressCallback, RunContext
 from dreamer.stages.dmtet import run_dmtet
 from dreamer.stages.edit import EDIT_CHECKPOINT, SOURCE_CHECKPOINT, run_edit
@@ -318,10 +319,10 @@ def _execute(ctx: RunContext, record: dict, stages: tuple[str, ...] = STAGES) ->
             elif stage == "texture":
                 polished = _load_mesh(_ckpt(ctx, "polish"))
                 if progressive:
-                    source = _field_colour_source(_load_dmtet(ctx).colour, polished)
+                    source = field_colour_source(_load_dmtet(ctx).colour, polished, _load_mesh(_surface(ctx, "dmtet")))
                 else:
                     gaussians = gaussians or _load_gaussians(_ckpt(ctx, "coarse"))
-                    source = _colour_source(gaussians)
+                    source = gaussian_colour_source(gaussians)
                 mesh = run_texture(ctx, polished, source)
                 _save_mesh(mesh, _ckpt(ctx, "texture"))
             else:
@@ -359,32 +360,3 @@ def _new_density_field(ctx: RunContext) -> DensityField:
 def _load_dmtet(ctx: RunContext) -> DMTet:
     dmtet = DMTet(ctx.cfg.dmtet.grid_resolution, ctx.cfg.nerf.field.radius, SDFField(ctx.cfg.nerf.field))
     return _load_module(dmtet, _ckpt(ctx, "dmtet"), ctx.device)
-
-
-def _field_colour_source(colour: SDFField, mesh: TexturedMesh):
-    """Renders of ``mesh`` coloured by the field at each pixel's surface point (over grey): the
-    texture takes the field's colours exactly where the polished surface lies."""
-    from renderers.mesh import render_mesh
-
-    device = next(colour.parameters()).device
-    vertices = torch.as_tensor(mesh.vertices, device=device)
-    faces = torch.as_tensor(mesh.faces, device=device).long()
-
-    def render(cams, size: int) -> torch.Tensor:
-        cams = cams.to(device)
-        with torch.no_grad():
-            out = render_mesh(vertices, faces, cams.mvp(size, size), cams.w2c(), (size, size))
-            albedo = colour.albedo(out.position_world.reshape(-1, 3)).view_as(out.position_world)
-        return albedo * out.alpha + 0.5 * (1.0 - out.alpha)
-
-    return render
-
-
-def _colour_source(gaussians: Gaussians):
-    """Renders of the coarse Gaussians over grey, for baking."""
-
-    def render(cams, size: int) -> torch.Tensor:
-        with torch.no_grad():
-            return gaussians.render(cams, size, size, torch.full((len(cams), 3), 0.5)).rgb
-
-    return render
