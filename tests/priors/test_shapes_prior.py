@@ -164,6 +164,7 @@ def test_shipped_model_loads_through_the_diffusers_prior(shapes_prior):
     assert size <= 20 * 2**20
     assert not shapes_prior.is_latent and shapes_prior.sample_size == 32
     assert shapes_prior.judges_normal_maps is False  # declared in its model_index.json
+    assert shapes_prior.camera_conditioned  # trained with the view and flat/shaded features
     # prompts reach the text encoder exactly as in training: same tokens, same padding
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -211,6 +212,13 @@ def test_sampling_shows_a_camera_conditioned_prior_flat_views_from_all_sides(tmp
     azimuth = torch.rad2deg(torch.atan2(labels[:8, 0], labels[:8, 1])).view(2, 4)
     for prompt_azimuths in azimuth:  # each prompt is seen from every quarter
         assert sorted(((prompt_azimuths + 180.0) // 90.0).int().tolist()) == [0, 1, 2, 3]
+
+    seen.clear()  # given cameras are the ones the UNet sees; a count that does not match is refused
+    sample_images(prior, ["a cat"], 2, torch.Generator().manual_seed(0), 1, cameras=orbit_cameras(10.0, [45.0, 45.0]))
+    azimuth = torch.rad2deg(torch.atan2(seen[0][:, 0], seen[0][:, 1]))
+    torch.testing.assert_close(azimuth, torch.full((4,), 45.0))
+    with pytest.raises(ValueError, match="3 cameras for 2 images"):
+        sample_images(prior, ["a cat"], 2, torch.Generator(), 1, cameras=orbit_cameras(10.0, [0.0, 1.0, 2.0]))
 
 
 def _object_colour(gaussians: Gaussians, cams, background) -> torch.Tensor:

@@ -27,8 +27,12 @@ def sample_images(
     generator: torch.Generator,
     steps: int = 50,
     guidance: float = SAMPLE_GUIDANCE,
+    cameras: Cameras | None = None,
 ) -> Tensor:
-    """``per_text`` images of each view-independent prompt: [len(texts) * per_text, S, S, 3] in [0, 1]."""
+    """``per_text`` images of each view-independent prompt: [len(texts) * per_text, S, S, 3] in [0, 1].
+
+    A camera-conditioned prior sees each image from ``cameras`` (one per image, text-major), or
+    from cameras drawn like the data set's; a text-only prior ignores them."""
     from diffusers import DDIMScheduler
 
     # "trailing": the first step is t = T - 1, where the cosine schedule leaves no signal; with
@@ -43,7 +47,11 @@ def sample_images(
     x = torch.randn(n, prior.in_channels, size, size, generator=generator).to(prior.device)
     condition = {}
     if prior.camera_conditioned:  # drawn after the start noise, so a text-only model's samples stay as they were
-        cams = Cameras.cat([sample_orbit_cameras(per_text, generator, ELEVATION, RADIUS, FOVY) for _ in texts])
+        cams = cameras
+        if cams is None:
+            cams = Cameras.cat([sample_orbit_cameras(per_text, generator, ELEVATION, RADIUS, FOVY) for _ in texts])
+        if len(cams) != n:
+            raise ValueError(f"sample_images: {len(cams)} cameras for {n} images")
         views = Views(cams, torch.zeros(n, 3), shading="albedo")  # the background is no feature
         condition = prior.unet_condition(views, repeats=2)
     for t in scheduler.timesteps:
