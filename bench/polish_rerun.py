@@ -30,8 +30,8 @@ from dreamer.stages.context import RunContext
 from dreamer.stages.polish import run_polish
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the surface the polish stage starts from, per route
-STARTS = ("dmtet_mesh", "extract")
+#: the surface the polish stage starts from, per route (as dreamer.stages.pipeline chooses it)
+STARTS = {"progressive": "dmtet_mesh", "gaussians": "extract"}
 
 
 def _load(path: Path) -> TexturedMesh:
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     record = json.loads((args.run / "run.json").read_text())
     settings = apply_overrides(record["settings"], dict(parse_override(s) for s in args.set))
     cfg = config_from_dict(settings, "overrides")
-    start = next(p for p in (args.run / "checkpoints" / f"{s}.npz" for s in STARTS) if p.exists())
+    start = args.run / "checkpoints" / f"{STARTS[record['settings'].get('route', 'gaussians')]}.npz"
     asset = args.run.name.split("-")[-1]
     reference = load_mesh(build_assets(args.work / "assets", [asset])[0])
     ctx = RunContext(
