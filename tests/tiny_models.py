@@ -11,8 +11,9 @@ Sizes (so tests can reason about shapes):
     ``make_tiny_sd``: latents [B, 4, 8, 8]; the VAE downsamples 8x, so renders are resized to
     64x64 pixels. ``make_tiny_pixel_unet``: pixels [B, 3, 16, 16] in [-1, 1].
     Both: text embeddings [77, 16] from a 2-layer CLIP text encoder; DDPM scaled_linear schedule
-    with 1000 steps (SD's); ``camera_conditioned=True`` adds the 5-feature projection class
-    embedding and declares it in ``model_index.json`` (:mod:`dreamer.priors.camera_condition`).
+    with 1000 steps (SD's); ``camera_conditioned=True`` adds the projection class
+    embedding of the newest camera layout and declares it in ``model_index.json``
+    (:mod:`dreamer.priors.camera_condition`).
     ``make_tiny_marigold_normals``: the same VAE (8x) and text encoder; any render size works
     (the pipeline pads to a multiple of 8); DDIM v-prediction, ``MARIGOLD_STEPS`` steps by default.
 
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from dreamer.priors.camera_condition import CAMERA_CONDITION_KEY, CAMERA_CONDITION_LAYOUT, CAMERA_FEATURES
+from dreamer.priors.camera_condition import CAMERA_CONDITION_KEY, CAMERA_CONDITION_LAYOUT, feature_count
 from dreamer.priors.shapes.text import clip_text_encoder, write_clip_tokenizer
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def _unet(
 
     camera = {}
     if camera_conditioned:
-        camera = {"class_embed_type": "projection", "projection_class_embeddings_input_dim": CAMERA_FEATURES}
+        camera = {"class_embed_type": "projection", "projection_class_embeddings_input_dim": feature_count()}
     return UNet2DConditionModel(
         sample_size=sample_size,
         in_channels=in_channels,

@@ -37,8 +37,8 @@ from dreamer.errors import DreamerError
 from dreamer.priors.base import Branch, Prior, Prompt, Views, view_dependent_texts
 from dreamer.priors.camera_condition import (
     CAMERA_CONDITION_KEY,
-    CAMERA_FEATURES,
     camera_features,
+    feature_count,
     parse_camera_condition,
 )
 from dreamer.priors.weights import (
@@ -95,14 +95,15 @@ class DiffusersPrior(Prior):
         self.keep_text_encoder = keep_text_encoder
         index = _model_index(folder)
         self.judges_normal_maps = index.get(JUDGES_NORMAL_MAPS_KEY, True)
-        self.camera_conditioned = parse_camera_condition(index.get(CAMERA_CONDITION_KEY), name)
-        if self.camera_conditioned and (
+        self.camera_layout = parse_camera_condition(index.get(CAMERA_CONDITION_KEY), name)
+        self.camera_conditioned = self.camera_layout is not None
+        if self.camera_layout is not None and (
             unet.config.class_embed_type != "projection"
-            or unet.config.projection_class_embeddings_input_dim != CAMERA_FEATURES
+            or unet.config.projection_class_embeddings_input_dim != feature_count(self.camera_layout)
         ):
             raise DreamerError(
-                f"model '{name}': model_index.json declares camera conditioning but its UNet has no "
-                f"{CAMERA_FEATURES}-feature projection class embedding"
+                f"model '{name}': model_index.json declares camera conditioning {self.camera_layout!r} but its "
+                f"UNet has no {feature_count(self.camera_layout)}-feature projection class embedding"
             )
         self.sample_size = int(unet.config.sample_size)
         self.in_channels = int(unet.config.in_channels)
@@ -241,15 +242,15 @@ class DiffusersPrior(Prior):
 
     # ------------------------------------------------------------------ denoiser
     def unet_condition(self, views: Views, repeats: int = 1) -> dict[str, Tensor]:
-        """Extra UNet keyword arguments for a batch: ``{"class_labels": [repeats * B, 5]}``, or {}.
+        """Extra UNet keyword arguments for a batch: ``{"class_labels": [repeats * B, F]}``, or {}.
 
         Args:
             views: the batch's cameras and shading (flat = 1 for ``shading == "albedo"``).
             repeats: how many times the batch is stacked in the UNet call (CFG branches).
         """
-        if not self.camera_conditioned:
+        if self.camera_layout is None:
             return {}
-        features = camera_features(views.cameras, flat=views.shading == "albedo")
+        features = camera_features(views.cameras, flat=views.shading == "albedo", layout=self.camera_layout)
         return {"class_labels": features.to(self.device, self.dtype).repeat(repeats, 1)}
 
     @torch.no_grad()
@@ -293,6 +294,7 @@ class DiffusersPrior(Prior):
             "sample_size": self.sample_size,
             "prediction_type": self.prediction_type,
             "camera_conditioned": self.camera_conditioned,
+            "camera_layout": self.camera_layout,
             "dtype": str(self.dtype).removeprefix("torch."),
         }
 

@@ -19,7 +19,13 @@ import dreamer.priors.diffusers_prior as dp
 from dreamer.cameras import orbit_cameras
 from dreamer.errors import DreamerError
 from dreamer.priors.base import Views
-from dreamer.priors.camera_condition import CAMERA_CONDITION_KEY, CAMERA_CONDITION_LAYOUT, camera_features
+from dreamer.priors.camera_condition import (
+    CAMERA_CONDITION_KEY,
+    CAMERA_CONDITION_LAYOUT,
+    FIRST_LAYOUT,
+    camera_features,
+    feature_count,
+)
 from dreamer.priors.diffusers_prior import DiffusersPrior, load_diffusers_prior
 from tests.tiny_models import PIXEL_SIZE, SD_LATENT_SIZE, SD_VAE_SCALE, make_tiny_pixel_unet, make_tiny_sd
 
@@ -176,8 +182,8 @@ def test_camera_conditioned_model_hears_the_camera_and_the_shading(
         handle.remove()
     assert calls == [6]  # still one call, the camera features stacked like the branches
     labels = prior.unet_condition(views, 3)["class_labels"]
-    assert labels.shape == (6, 5) and labels[:, 4].eq(1.0).all()  # albedo renders are flat
-    assert prior.unet_condition(shaded)["class_labels"][:, 4].eq(0.0).all()
+    assert labels.shape == (6, feature_count()) and labels[:, -1].eq(1.0).all()  # albedo renders are flat
+    assert prior.unet_condition(shaded)["class_labels"][:, -1].eq(0.0).all()
     emb, features = prompt.branch("cond", ["front", "front"]), camera_features(views.cameras, flat=True)
     with torch.no_grad():
         expected = prior.unet(x_t, t, encoder_hidden_states=emb, class_labels=features).sample
@@ -191,9 +197,9 @@ def test_camera_conditioned_model_hears_the_camera_and_the_shading(
 def test_camera_condition_values_are_checked(camera_pixel_path: Path, pixel_path: Path, tmp_path: Path) -> None:
     unknown = shutil.copytree(camera_pixel_path, tmp_path / "unknown")
     index = json.loads((unknown / "model_index.json").read_text())
-    index[CAMERA_CONDITION_KEY] = "azimuth-elevation-flat/2"
+    index[CAMERA_CONDITION_KEY] = "azimuth-elevation-flat/9"
     (unknown / "model_index.json").write_text(json.dumps(index))
-    with pytest.raises(DreamerError, match="unknown camera conditioning 'azimuth-elevation-flat/2'") as info:
+    with pytest.raises(DreamerError, match="unknown camera conditioning 'azimuth-elevation-flat/9'") as info:
         load_diffusers_prior(str(unknown), CPU, cache_dir=tmp_path)
     assert "\n" not in str(info.value)
 
@@ -202,9 +208,17 @@ def test_camera_condition_values_are_checked(camera_pixel_path: Path, pixel_path
     index = json.loads((mismatched / "model_index.json").read_text())
     index[CAMERA_CONDITION_KEY] = CAMERA_CONDITION_LAYOUT
     (mismatched / "model_index.json").write_text(json.dumps(index))
-    with pytest.raises(DreamerError, match="no 5-feature projection class embedding") as info:
+    with pytest.raises(DreamerError, match=f"no {feature_count()}-feature projection class embedding") as info:
         load_diffusers_prior(str(mismatched), CPU, cache_dir=tmp_path)
     assert "\n" not in str(info.value)
+
+    # the newest layout (9 features) on a UNet made for the first (5): refused at load too
+    older = shutil.copytree(camera_pixel_path, tmp_path / "older")
+    index = json.loads((older / "model_index.json").read_text())
+    index[CAMERA_CONDITION_KEY] = FIRST_LAYOUT
+    (older / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(DreamerError, match="no 5-feature projection class embedding"):
+        load_diffusers_prior(str(older), CPU, cache_dir=tmp_path)
 
 
 def test_v_prediction_converted_to_epsilon(sd_v_path: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import torch
 from dreamer.cameras import orbit_cameras, sample_orbit_cameras, view_label
 from dreamer.objectives.sds import SDS, SDSConfig
 from dreamer.priors.base import Views
-from dreamer.priors.camera_condition import angle_features, camera_features
+from dreamer.priors.camera_condition import angle_features, camera_features, feature_count
 from dreamer.priors.diffusers_prior import load_diffusers_prior
 from dreamer.priors.shapes.dataset import (
     ELEVATION,
@@ -88,11 +88,11 @@ def test_dataset_keeps_each_images_camera_and_shading():
     assert a.view == [view_label(float(e), float(az)) for e, az in zip(a.elevation, a.azimuth)]
     idx = np.array([3, 0, 50])
     features = a.camera_features(idx, torch.tensor([False, True, False]))
-    assert features.shape == (3, 5) and features.dtype == torch.float32
+    assert features.shape == (3, feature_count()) and features.dtype == torch.float32
     mirrored_azimuth = a.azimuth[idx] * np.array([1.0, -1.0, 1.0], np.float32)
     expected = angle_features(torch.from_numpy(mirrored_azimuth), torch.from_numpy(a.elevation[idx]), a.flat[idx])
     torch.testing.assert_close(features, expected)
-    assert features[:, 4].tolist() == a.flat[idx].astype(np.float32).tolist()
+    assert features[:, -1].tolist() == a.flat[idx].astype(np.float32).tolist()
 
 
 @pytest.mark.parametrize("shape", SHAPES)

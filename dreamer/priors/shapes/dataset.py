@@ -66,7 +66,7 @@ class ShapesData:
         return text + VIEW_SUFFIX[self.view[i]] if with_view else text
 
     def camera_features(self, idx: np.ndarray, mirrored: torch.Tensor) -> torch.Tensor:
-        """[B, 5] camera features of the images ``idx``; ``mirrored`` [B] bool marks images flipped left-right.
+        """[B, F] camera features (newest layout) of the images ``idx``; ``mirrored`` [B] marks flipped images.
 
         Every primitive is symmetric under x -> -x, and reflecting the world in the x = 0 plane
         takes the camera at azimuth ``az`` to the one at ``-az`` with its image flipped left-right:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from dreamer.priors.camera_condition import CAMERA_CONDITION_KEY, CAMERA_CONDITION_LAYOUT, CAMERA_FEATURES
+from dreamer.priors.camera_condition import CAMERA_CONDITION_KEY, CAMERA_CONDITION_LAYOUT, feature_count
 from dreamer.priors.diffusers_prior import JUDGES_NORMAL_MAPS_KEY
 from dreamer.priors.shapes.text import SHAPE_WORDS, SHAPES_MAX_LENGTH, TEXT_DIM, clip_text_encoder, write_clip_tokenizer
 
@@ -45,7 +45,7 @@ def build_unet() -> torch.nn.Module:
         # the camera features (view and flat/shaded) join the timestep embedding too: without them
         # a pyramid averaged over views is a cone, and flat colours are judged as if shaded
         class_embed_type="projection",
-        projection_class_embeddings_input_dim=CAMERA_FEATURES,
+        projection_class_embeddings_input_dim=feature_count(CAMERA_CONDITION_LAYOUT),
     )
 
 
