@@ -32,14 +32,12 @@ from dreamer.errors import DreamerError
 
 #: a model_index.json key (private to Dreamer, ignored by diffusers) naming the feature layout
 CAMERA_CONDITION_KEY = "_dreamer_camera_condition"
-#: the azimuth harmonics of each layout; a new layout gets a new value, so old code refuses new models clearly
-AZIMUTH_HARMONICS: dict[str, tuple[int, ...]] = {
-    "azimuth-elevation-flat/1": (1,),
-    "azimuth-harmonics-elevation-flat/2": (1, 2, 4),
-}
+#: the layout of models trained before the harmonics (they still load)
 FIRST_LAYOUT = "azimuth-elevation-flat/1"
 #: the layout new models are trained with
 CAMERA_CONDITION_LAYOUT = "azimuth-harmonics-elevation-flat/2"
+#: the azimuth harmonics of each layout; a new layout gets a new value, so old code refuses new models clearly
+AZIMUTH_HARMONICS: dict[str, tuple[int, ...]] = {FIRST_LAYOUT: (1,), CAMERA_CONDITION_LAYOUT: (1, 2, 4)}
 
 
 def feature_count(layout: str = CAMERA_CONDITION_LAYOUT) -> int:

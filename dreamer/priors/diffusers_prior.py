@@ -96,7 +96,6 @@ class DiffusersPrior(Prior):
         index = _model_index(folder)
         self.judges_normal_maps = index.get(JUDGES_NORMAL_MAPS_KEY, True)
         self.camera_layout = parse_camera_condition(index.get(CAMERA_CONDITION_KEY), name)
-        self.camera_conditioned = self.camera_layout is not None
         if self.camera_layout is not None and (
             unet.config.class_embed_type != "projection"
             or unet.config.projection_class_embeddings_input_dim != feature_count(self.camera_layout)
@@ -124,6 +123,11 @@ class DiffusersPrior(Prior):
     def is_latent(self) -> bool:
         """Whether the prior works on VAE latents (else on pixels in [-1, 1])."""
         return self.vae is not None
+
+    @property
+    def camera_conditioned(self) -> bool:
+        """Whether the UNet takes camera features (its model_index.json names a layout)."""
+        return self.camera_layout is not None
 
     @property
     def image_size(self) -> int:
