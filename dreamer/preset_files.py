@@ -53,6 +53,17 @@ def resolve_preset_path(name_or_file: str) -> Path:
     return candidate
 
 
+def merge_sections(base: dict, over: dict) -> dict:
+    """``base`` with ``over``'s settings laid over it, section by section (a copy)."""
+    merged = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_sections(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
 def apply_overrides(data: dict, overrides: dict[str, object]) -> dict:
     """Set dotted keys (``coarse.objective.guidance_scale``) in a nested mapping (a copy)."""
     data = copy.deepcopy(data)

@@ -3,6 +3,10 @@
 A preset file maps onto ``RunConfig``; every stage's section maps onto that stage's own config
 class. A misspelt key, a wrong type or an out-of-range value is a one-line error that names it.
 Command-line overrides (``--set coarse.steps=800``) go through the same validation.
+
+A preset that serves several priors may hold a ``for_prior`` section: settings laid over the
+rest when the run's prior is given by that name (``--prior shapes``), before ``--set``; every
+such section is validated whichever prior runs.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from __future__ import annotations
 from typing import Literal
 
 from dreamer.config import Strict, validate
-from dreamer.preset_files import apply_overrides, read_preset, resolve_preset_path
+from dreamer.errors import DreamerError
+from dreamer.preset_files import apply_overrides, merge_sections, read_preset, resolve_preset_path
 from dreamer.stages.coarse import CoarseConfig
 from dreamer.stages.dmtet import DMTetConfig
 from dreamer.stages.edit import EditConfig
@@ -53,10 +58,22 @@ class RunConfig(Strict):
     edit: EditConfig = EditConfig()
 
 
-def load_preset(name_or_file: str, overrides: dict[str, object] | None = None) -> RunConfig:
+def load_preset(
+    name_or_file: str, overrides: dict[str, object] | None = None, prior: str | None = None
+) -> RunConfig:
+    """The preset's settings for a run of ``prior`` (default: the override's or the preset's own)."""
     path = resolve_preset_path(name_or_file)
-    data = apply_overrides(read_preset(path), overrides or {})
-    return validate(RunConfig, data, f"preset {path.stem}")  # type: ignore[return-value]
+    data = read_preset(path)
+    variants = data.pop("for_prior", {})
+    if not isinstance(variants, dict) or not all(isinstance(v, dict) and "prior" not in v for v in variants.values()):
+        raise DreamerError(f"preset {path.stem}: for_prior must map prior names to settings (other than prior)")
+    for name, variant in variants.items():
+        validate(RunConfig, merge_sections(data, variant), f"preset {path.stem} for_prior.{name}")
+    overrides = overrides or {}
+    chosen = prior or overrides.get("prior") or data.get("prior")
+    if isinstance(chosen, str) and chosen in variants:
+        data = merge_sections(data, variants[chosen])
+    return validate(RunConfig, apply_overrides(data, overrides), f"preset {path.stem}")  # type: ignore[return-value]
 
 
 def config_from_dict(data: dict, source: str) -> RunConfig:

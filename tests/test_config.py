@@ -51,3 +51,33 @@ def test_config_round_trips_through_json():
     cfg = load_preset("fast")
     again = validate(RunConfig, cfg.model_dump(mode="json"), "again")
     assert again == cfg
+
+
+_TWO_PRIORS = """description: x
+expected: {time: a, memory: b}
+prior: shapes
+coarse: {steps: 10, batch_size: 2}
+for_prior:
+  shapes:
+    coarse: {steps: 20}
+"""
+
+
+def test_for_prior_settings_apply_to_their_prior_only_and_set_still_wins(tmp_path):
+    preset = tmp_path / "two.yaml"
+    preset.write_text(_TWO_PRIORS)
+    assert load_preset(str(preset)).coarse.steps == 20  # the preset's own prior
+    assert load_preset(str(preset)).coarse.batch_size == 2  # merged, not replaced
+    assert load_preset(str(preset), prior="reference:mug.glb").coarse.steps == 10
+    assert load_preset(str(preset), {"prior": "sd21-base"}).coarse.steps == 10
+    assert load_preset(str(preset), {"coarse.steps": 5}).coarse.steps == 5
+
+
+def test_a_typo_in_a_for_prior_section_is_an_error_whichever_prior_runs(tmp_path):
+    preset = tmp_path / "typo.yaml"
+    preset.write_text(_TWO_PRIORS.replace("steps: 20", "stpes: 20"))
+    with pytest.raises(DreamerError, match=r"for_prior\.shapes.*coarse\.stpes: unknown field"):
+        load_preset(str(preset), prior="sd21-base")
+    preset.write_text(_TWO_PRIORS.replace("coarse: {steps: 20}", "prior: sd21-base"))
+    with pytest.raises(DreamerError, match="for_prior must map prior names to settings"):
+        load_preset(str(preset))

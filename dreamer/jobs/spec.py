@@ -139,7 +139,8 @@ def validate_request(request: JobRequest, config: StudioConfig) -> dict:
         if value is not None:
             user[key] = value
     overrides = {**config.default_overrides, **user}
-    cfg = load_preset(preset, overrides)  # full schema check: unknown keys, types, ranges
+    # full schema check: unknown keys, types, ranges
+    cfg = load_preset(preset, overrides, request.prior or config.default_prior)
     prior_spec = request.prior or config.default_prior or cfg.prior
     prior = check_prior(prior_spec, config) if (request.prior or config.default_prior) else prior_spec
     from dreamer.priors.load import check_prior_available

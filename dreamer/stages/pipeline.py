@@ -179,7 +179,7 @@ def prepare(request: GenerateRequest, on_progress: ProgressCallback | None = Non
     """Validate the request and lay out a new run folder; nothing heavy runs here."""
     prompt = check_prompt(request.prompt)
     preset = request.preset or default_preset()
-    cfg = load_preset(preset, request.overrides)
+    cfg = load_preset(preset, request.overrides, request.prior)
     prior = request.prior or cfg.prior
     check_prior_available(prior)
     device = resolve_device(request.device or cfg.device)

@@ -117,3 +117,13 @@ def test_the_coarse_time_budget_ends_the_stage_early_and_says_so(box_path, tmp_p
     coarse = json.loads((out / "run.json").read_text())["stages"]["coarse"]
     assert coarse["stopped_at_step"] == 1 and "time budget" in coarse["reason"]
     assert (out / "model.glb").is_file()
+
+
+def test_a_run_of_the_shapes_prior_records_the_presets_for_prior_settings(box_path, tmp_path):
+    """The cpu preset tunes the shapes prior in for_prior.shapes; the reference prior keeps the rest."""
+    from dreamer.stages.pipeline import prepare
+
+    shapes, _ = prepare(_request(box_path, tmp_path / "shapes", prompt="a red cube", prior="shapes", overrides={}))
+    reference, _ = prepare(_request(box_path, tmp_path / "reference", overrides={}))
+    assert shapes.cfg.coarse.objective.guidance_scale == 2.0 and shapes.cfg.extract.silhouette_alpha == 0.5
+    assert reference.cfg.coarse.objective.guidance_scale == 4.0 and reference.cfg.extract.silhouette_alpha == 0.1

@@ -46,6 +46,7 @@ def sphere_run(tmp_path):
             # the last bits (1e-4 after 30 steps), and the schedule test compares runs to the bit
             "polish.batch_size": 2,
         },
+        prior=f"reference:{path}",
     )
     ctx = RunContext(
         out=tmp_path / "run",
@@ -98,3 +99,4 @@ def test_polish_follows_its_learning_rate_schedule(sphere_run) -> None:
     short = run_polish(ctx, noisy)
     np.testing.assert_array_equal(stopped.vertices, short.vertices)
     assert np.abs(short.vertices - noisy.vertices).max() > 1e-3  # and 30 steps did move it
+
