@@ -139,10 +139,9 @@ def validate_request(request: JobRequest, config: StudioConfig) -> dict:
         if value is not None:
             user[key] = value
     overrides = {**config.default_overrides, **user}
-    # full schema check: unknown keys, types, ranges
-    cfg = load_preset(preset, overrides, request.prior or config.default_prior)
-    prior_spec = request.prior or config.default_prior or cfg.prior
-    prior = check_prior(prior_spec, config) if (request.prior or config.default_prior) else prior_spec
+    asked_prior = request.prior or config.default_prior
+    cfg = load_preset(preset, overrides, asked_prior)  # full schema check: unknown keys, types, ranges
+    prior = check_prior(asked_prior, config) if asked_prior else cfg.prior
     from dreamer.priors.load import check_prior_available
 
     check_prior_available(prior)

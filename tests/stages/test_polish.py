@@ -99,4 +99,3 @@ def test_polish_follows_its_learning_rate_schedule(sphere_run) -> None:
     short = run_polish(ctx, noisy)
     np.testing.assert_array_equal(stopped.vertices, short.vertices)
     assert np.abs(short.vertices - noisy.vertices).max() > 1e-3  # and 30 steps did move it
-
