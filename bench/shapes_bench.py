@@ -199,10 +199,45 @@ def bench_diversity(prompt: str, seeds: int, steps: int) -> dict:
     return result
 
 
+def _estimate_change_by_view(prior, seeds: int) -> dict:
+    """What score distillation reads: the model's clean-image estimate of a noised face-on render
+    of the red cube (elevation 10, grey 0.5), told the face-on camera (azimuth 0) or the corner-on
+    one (44: at 45 the prompt's view suffix would turn from front to side as well), against how much
+    the two renders differ. A model that knows what the camera sees moves its estimate by about
+    the renders' difference; one that ignores it, by nothing."""
+    from dreamer.cameras import orbit_cameras
+    from dreamer.priors.base import Views
+    from dreamer.priors.shapes.dataset import render_canonical
+
+    cams = orbit_cameras(torch.full((2,), 10.0), torch.tensor([0.0, 44.0]), 2.6, 42.0)
+    views = [Views(cams[k], torch.full((1, 3), 0.5), shading="albedo") for k in range(2)]
+    renders = torch.from_numpy(render_canonical("cube", "red", views, prior.sample_size)).float() / 255.0
+    face = prior.encode(renders[:1]).expand(2, -1, -1, -1)
+    prompt = prior.encode_prompt("a red cube")
+    told = Views(cams, torch.full((2, 3), 0.5), shading="albedo")
+    changes = {}
+    for step in (900, 700, 500):
+        t = torch.full((2,), step)
+        alpha, sigma = (v.view(-1, 1, 1, 1) for v in prior.alpha_sigma(t))
+        per_seed = []
+        for seed in range(seeds):
+            noise = torch.randn(face[:1].shape, generator=torch.Generator().manual_seed(seed)).expand_as(face)
+            x_t = prior.add_noise(face, noise, t)
+            eps = prior.predict_noise(x_t, t, prompt, told, branches=("cond",))[0]
+            x0 = (x_t - sigma * eps) / alpha
+            per_seed.append(float((x0[0] - x0[1]).abs().mean()) / 2)  # [-1, 1] -> [0, 1] units
+        changes[str(step)] = round(float(np.mean(per_seed)), 5)
+    return {
+        "render_change_face_to_corner": round(float((renders[0] - renders[1]).abs().mean()), 5),
+        "estimate_change_by_view": changes,
+    }
+
+
 def bench_camera(prompts: tuple[str, ...], per_prompt: int, steps: int) -> dict:
     """How much the view changes a camera-conditioned model's samples: the same start noise seen
     from azimuth 0 and 45 (a cube's face and its corner), against two start noises from one view.
-    A ratio near 0 means the model ignores the camera."""
+    A ratio near 0 means the model ignores the camera. Also the view's effect on one denoising
+    estimate (``_estimate_change_by_view``)."""
     from dreamer.cameras import orbit_cameras
 
     prior = _load_prior()
@@ -218,6 +253,7 @@ def bench_camera(prompts: tuple[str, ...], per_prompt: int, steps: int) -> dict:
     view_change = float((base - samples(45.0, 0)).abs().mean())
     seed_change = float((base - samples(0.0, 1)).abs().mean())
     return {
+        **_estimate_change_by_view(prior, seeds=4),
         "prompts": list(prompts),
         "per_prompt": per_prompt,
         "ddim_steps": steps,
