@@ -212,7 +212,7 @@ def test_camera_condition_values_are_checked(camera_pixel_path: Path, pixel_path
         load_diffusers_prior(str(mismatched), CPU, cache_dir=tmp_path)
     assert "\n" not in str(info.value)
 
-    # the first layout (5 features) declared on a UNet made for the newest (9): refused at load too
+    # the first layout (5 features) declared on a UNet made for the newest (10): refused at load too
     older = shutil.copytree(camera_pixel_path, tmp_path / "older")
     index = json.loads((older / "model_index.json").read_text())
     index[CAMERA_CONDITION_KEY] = FIRST_LAYOUT

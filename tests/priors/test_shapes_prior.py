@@ -15,11 +15,13 @@ import torch
 from dreamer.cameras import orbit_cameras, sample_orbit_cameras, view_label
 from dreamer.objectives.sds import SDS, SDSConfig
 from dreamer.priors.base import Views
-from dreamer.priors.camera_condition import angle_features, camera_features, feature_count
+from dreamer.priors.camera_condition import camera_features, feature_count, image_scale, orbit_features
 from dreamer.priors.diffusers_prior import load_diffusers_prior
 from dreamer.priors.shapes.dataset import (
     ELEVATION,
+    FOVY,
     MIN_CONTRAST,
+    RADIUS,
     ShapesData,
     contrasting_backgrounds,
     make_dataset,
@@ -79,9 +81,11 @@ def test_dataset_is_deterministic_and_backgrounds_contrast():
 
 def test_dataset_keeps_each_images_camera_and_shading():
     a, b = make_dataset(2, seed=5, progress=False), make_dataset(2, seed=5, progress=False)
-    for field in ("azimuth", "elevation", "flat"):
+    for field in ("azimuth", "elevation", "scale", "flat"):
         assert getattr(a, field).shape == (96,) and np.array_equal(getattr(a, field), getattr(b, field))
-    assert a.azimuth.dtype == a.elevation.dtype == np.float32 and a.flat.dtype == np.bool_
+    assert a.azimuth.dtype == a.elevation.dtype == a.scale.dtype == np.float32 and a.flat.dtype == np.bool_
+    smallest, largest = image_scale(torch.tensor(RADIUS[::-1]), torch.tensor(FOVY[::-1])).tolist()
+    assert ((a.scale >= smallest - 1e-5) & (a.scale <= largest + 1e-5)).all() and a.scale.std() > 0.01
     assert ((a.azimuth >= -180.0) & (a.azimuth < 180.0)).all()
     assert ((a.elevation >= ELEVATION[0] - 1e-4) & (a.elevation <= ELEVATION[1] + 1e-4)).all()
     assert 0 < a.flat.sum() < len(a)  # both flat and shaded renders
@@ -90,7 +94,8 @@ def test_dataset_keeps_each_images_camera_and_shading():
     features = a.camera_features(idx, torch.tensor([False, True, False]))
     assert features.shape == (3, feature_count()) and features.dtype == torch.float32
     mirrored_azimuth = a.azimuth[idx] * np.array([1.0, -1.0, 1.0], np.float32)
-    expected = angle_features(torch.from_numpy(mirrored_azimuth), torch.from_numpy(a.elevation[idx]), a.flat[idx])
+    elevation, scale = torch.from_numpy(a.elevation[idx]), torch.from_numpy(a.scale[idx])
+    expected = orbit_features(torch.from_numpy(mirrored_azimuth), elevation, a.flat[idx], scale)
     torch.testing.assert_close(features, expected)
     assert features[:, -1].tolist() == a.flat[idx].astype(np.float32).tolist()
 
@@ -120,11 +125,12 @@ def test_a_flipped_render_is_the_render_from_the_mirrored_azimuth(shape: str):
         view=["front"],
         azimuth=np.array([20.0], np.float32),
         elevation=np.array([25.0], np.float32),
+        scale=image_scale(torch.tensor([2.6]), torch.tensor([42.0])).numpy(),
         flat=np.zeros(1, bool),
     )
     torch.testing.assert_close(
         data.camera_features(np.array([0]), torch.tensor([True])),
-        camera_features(orbit_cameras(25.0, -20.0), flat=False),
+        camera_features(orbit_cameras(25.0, -20.0, radius=2.6, fovy_deg=42.0), flat=False),
         atol=1e-6,
         rtol=0,
     )

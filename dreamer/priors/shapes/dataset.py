@@ -8,7 +8,7 @@ camera (what shaded stages render). Backgrounds are random greys kept away from 
 colour, so every silhouette stays visible and the object is the only coloured thing in the image
 (colour words are learnt fast); the stages composite over the same kind of background
 (``background: random_grey``). Everything is drawn from one seeded generator: same seed, same bytes.
-Each image keeps its camera angles and whether it is flat, the features a camera-conditioned
+Each image keeps its camera angles, its image scale and whether it is flat, the features a camera-conditioned
 prior is trained on (:mod:`dreamer.priors.camera_condition`).
 """
 
@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from dreamer.cameras import Cameras, sample_orbit_cameras
 from dreamer.priors.base import VIEW_SUFFIX, Views
-from dreamer.priors.camera_condition import angle_features
+from dreamer.priors.camera_condition import image_scale, orbit_features
 from dreamer.priors.shapes.world import COLOUR_NAMES, SHAPES, all_prompts, canonical_mesh, colour_rgb, prompt_text
 from dreamer.shading import sample_light_dirs, shade
 from renderers.mesh import render_mesh
@@ -44,6 +44,7 @@ class ShapesData:
     """images: [N, S, S, 3] uint8; shape, colour: [N] int64 indices into SHAPES / COLOUR_NAMES;
     view: [N] view labels ("front", "side", "back", "overhead"); azimuth, elevation: [N] float32
     camera angles in degrees (:mod:`dreamer.cameras`' orbit convention, azimuth in [-180, 180));
+    scale: [N] float32 image scales (:func:`dreamer.priors.camera_condition.image_scale`);
     flat: [N] bool, True for a flat-albedo render, False for a Lambertian-shaded one."""
 
     images: np.ndarray
@@ -52,6 +53,7 @@ class ShapesData:
     view: list[str]
     azimuth: np.ndarray
     elevation: np.ndarray
+    scale: np.ndarray
     flat: np.ndarray
 
     def __len__(self) -> int:
@@ -70,12 +72,13 @@ class ShapesData:
 
         Every primitive is symmetric under x -> -x, and reflecting the world in the x = 0 plane
         takes the camera at azimuth ``az`` to the one at ``-az`` with its image flipped left-right:
-        a flipped render is the render from ``-az`` (same elevation). The view label, which
+        a flipped render is the render from ``-az`` (same elevation and scale). The view label, which
         depends on ``|az|``, is unchanged, so captions stay right.
         """
         azimuth = torch.from_numpy(self.azimuth[idx])
         azimuth = torch.where(torch.as_tensor(mirrored), -azimuth, azimuth)
-        return angle_features(azimuth, torch.from_numpy(self.elevation[idx]), torch.from_numpy(self.flat[idx]))
+        elevation, scale = torch.from_numpy(self.elevation[idx]), torch.from_numpy(self.scale[idx])
+        return orbit_features(azimuth, elevation, torch.from_numpy(self.flat[idx]), scale)
 
 
 def contrasting_backgrounds(colour: np.ndarray, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -164,6 +167,7 @@ def make_dataset(per_prompt: int, seed: int, size: int = 32, chunk: int = 50, pr
         view=all_cams.view_labels(),
         azimuth=all_cams.azimuth_deg.numpy(),
         elevation=all_cams.elevation_deg.numpy(),
+        scale=image_scale(all_cams.radius, all_cams.fovy_deg).numpy(),
         flat=torch.cat(flat).numpy(),
     )
 

@@ -2,8 +2,9 @@
 
 A pixel-space ``UNet2DConditionModel`` at 32 px (3 channels, like DeepFloyd IF stage I), with
 cross-attention at 8 px and in the middle block, and the pooled prompt and the camera features
-(:mod:`dreamer.priors.camera_condition`, 17 k parameters) added to the timestep embedding:
-1.45 M parameters, which a 2-core CPU trains in under an hour. The schedule is the cosine one
+(:mod:`dreamer.priors.camera_condition`, 18 k parameters) added to the timestep embedding,
+which scales and shifts each ResNet block's features: 1.53 M parameters, which a 2-core CPU
+trains in under an hour (24-55 min seen). The schedule is the cosine one
 (``squaredcos_cap_v2``) with v-prediction: near t = T the signal is almost gone, and an epsilon
 model's clean-image estimate ``(x_t - sigma eps) / alpha`` divides its error by alpha ~ 0.01,
 which gave samples saturated, tinted backgrounds; ``x0 = alpha x_t - sigma v`` stays bounded there.
@@ -46,6 +47,9 @@ def build_unet() -> torch.nn.Module:
         # a pyramid averaged over views is a cone, and flat colours are judged as if shaded
         class_embed_type="projection",
         projection_class_embeddings_input_dim=feature_count(CAMERA_CONDITION_LAYOUT),
+        # that embedding scales and shifts each block's normalised features (FiLM) rather than
+        # only being added to them: a pilot's loss at 600 steps fell from 0.075 to 0.065
+        resnet_time_scale_shift="scale_shift",
     )
 
 

@@ -1,4 +1,4 @@
-"""Train the shapes prior: ``python -m dreamer.priors.shapes.train`` (about 40 min on 2 CPU cores).
+"""Train the shapes prior: ``python -m dreamer.priors.shapes.train`` (24-55 min on 2 CPU cores).
 
 Renders the data set (:mod:`dreamer.priors.shapes.dataset`), then trains the UNet and the text
 encoder together on v-prediction MSE, with caption dropout for classifier-free guidance and an
