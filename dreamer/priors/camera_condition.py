@@ -14,7 +14,8 @@ Why the image scale (layout ``/3``): camera distance and field of view both chan
 object looks, so without them a view is ambiguous up to a zoom. The ``/2`` shapes prior, trained
 over a spread of both, learnt the view barely at all (its clean-image estimate of a noised cube
 moved by 0.003 between face-on and corner-on cameras, against 0.023 between the two renders) and
-distilled cubes 10-30 % too large; the ``/3`` one (with FiLM too) moves it by 0.015.
+distilled oversized cubes (the red and black ones spanned +-0.62 and +-0.69 against +-0.5); the
+``/3`` one (with FiLM too) moves it by 0.015.
 ``scale`` is ``1 / (distance * tan(fovy / 2))``, the half-height of the frame a unit length at
 the origin spans, centred and spread to about -1..1 over the ``cpu`` preset's cameras.
 

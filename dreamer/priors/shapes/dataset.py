@@ -8,8 +8,8 @@ camera (what shaded stages render). Backgrounds are random greys kept away from 
 colour, so every silhouette stays visible and the object is the only coloured thing in the image
 (colour words are learnt fast); the stages composite over the same kind of background
 (``background: random_grey``). Everything is drawn from one seeded generator: same seed, same bytes.
-Each image keeps its camera angles, its image scale and whether it is flat, the features a camera-conditioned
-prior is trained on (:mod:`dreamer.priors.camera_condition`).
+Each image keeps its camera angles, its image scale and whether it is flat, the features a
+camera-conditioned prior is trained on (:mod:`dreamer.priors.camera_condition`).
 """
 
 from __future__ import annotations
